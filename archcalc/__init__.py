@@ -1,0 +1,40 @@
+"""archcalc: what every layer of a CNN produces and costs, computed from a declarative spec."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from archcalc.analysis import run
+from archcalc.errors import SpecError
+from archcalc.registry import UnknownModelError, list_models, load
+from archcalc.result import CONVENTIONS, Result, Row, Totals
+from archcalc.spec import (
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ChannelPad, Concat, Conv2d, Dropout, Flatten, Linear,
+    LocalResponseNorm, MaxPool2d, Model, Node, ReLU, Repeat, Residual, Sequential, Sigmoid, Softmax, Tanh,
+)
+
+__version__ = "0.1.0"
+
+
+def analyze(
+    spec: str | Model,
+    *,
+    batch: int = 1,
+    input: tuple[int, ...] | None = None,
+    dtype: str = "float32",
+    params: Mapping[str, Any] | None = None,
+) -> Result:
+    """Per-layer shapes and costs of a built-in name, a YAML path or a Model.
+
+    >>> analyze("alexnet", input=(1, 227, 227)).total.params
+    46764746
+    """
+    return run(load(spec, params), batch=batch, input=input, dtype=dtype)
+
+
+__all__ = [
+    "analyze", "load", "list_models", "SpecError", "UnknownModelError", "Result", "Row", "Totals", "CONVENTIONS",
+    "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm2d",
+    "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",
+    "Sequential", "Concat", "Residual", "Repeat", "__version__",
+]

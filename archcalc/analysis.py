@@ -1,0 +1,232 @@
+"""Walk a spec once, in execution order, and count every leaf layer.
+
+Nothing is allocated per element: each layer costs a few integer operations,
+whatever the batch and input size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from archcalc.errors import SpecError
+from archcalc.ops import GLOBAL, HANDLERS, Cost, describe
+from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
+from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential
+
+MAX_LEAF_LAYERS = 100_000  # a spec beyond this is a mistake, and would take long to print
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The tensor flowing between layers (one sample), and its receptive field."""
+
+    shape: tuple[int, ...]
+    rf: tuple[int, int] = (1, 1)
+    jump: tuple[int, int] = (1, 1)  # cumulative stride, in input pixels
+    grid: tuple[int, int] = (1, 1)  # the H x W that the features index (kept through flatten)
+
+
+def _advance(state: State, cost: Cost) -> State:
+    (rh, rw), (jh, jw) = state.rf, state.jump
+    window = cost.window
+    if window == GLOBAL:
+        gh, gw = state.grid
+        window = (gh, gw, 1, 1)
+    if window is not None:
+        kh, kw, sh, sw = window
+        rh, rw, jh, jw = rh + (kh - 1) * jh, rw + (kw - 1) * jw, jh * sh, jw * sw
+    grid = cost.output[1:] if len(cost.output) == 3 else (1, 1) if cost.window == GLOBAL else state.grid
+    return State(cost.output, (rh, rw), (jh, jw), grid)
+
+
+def count_leaves(layers: Layers, memo: dict[int, int] | None = None) -> int:
+    """Leaf layers (and joins) a layer list expands to, without expanding it."""
+    memo = {} if memo is None else memo
+    total = 0
+    for layer in layers:
+        key = id(layer)
+        if key not in memo:
+            if isinstance(layer, Sequential):
+                memo[key] = count_leaves(layer.layers, memo)
+            elif isinstance(layer, Repeat):
+                memo[key] = layer.times * count_leaves(layer.layers, memo)
+            elif isinstance(layer, Concat):
+                memo[key] = 1 + sum(count_leaves(b, memo) for b in layer.branches)
+            elif isinstance(layer, Residual):
+                memo[key] = 1 + count_leaves(layer.body, memo) + count_leaves(layer.shortcut, memo)
+            else:
+                memo[key] = 1
+        total += memo[key]
+        if total > MAX_LEAF_LAYERS:
+            break
+    return total
+
+
+def child_keys(layers: Layers) -> list[str]:
+    """Module names for a list of layers: the layer's `name`, else its index."""
+    keys = [layer.name or str(i) for i, layer in enumerate(layers)]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        layer = layers[keys.index(dup)]
+        raise SpecError(f"two layers in the same list are named {dup!r}", op=layer.OP).located(
+            file=layer.where.file if layer.where else None, line=layer.where.line if layer.where else None
+        )
+    return keys
+
+
+class _Walker:
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.rows: list[Row] = []
+        self.groups: list[Group] = []
+
+    def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], spec_path: str, trainable: bool) -> State:
+        for key, (i, layer) in zip(child_keys(layers), enumerate(layers)):
+            state = self.layer(layer, state, prefix + (key,), f"{spec_path}[{i}]", trainable)
+        return state
+
+    def branch(self, layers: Layers, state: State, path: tuple[str, ...], spec_path: str, trainable: bool) -> State:
+        """A branch, repeat copy or residual side: a single layer stands at `path` itself."""
+        if len(layers) == 1:
+            return self.layer(layers[0], state, path, f"{spec_path}[0]", trainable)
+        return self.sequence(layers, state, path, spec_path, trainable)
+
+    def layer(self, layer: Node, state: State, path: tuple[str, ...], spec_path: str, trainable: bool) -> State:
+        trainable = trainable and layer.trainable
+        handler = HANDLERS.get(type(layer))
+        if handler is not None:
+            try:
+                cost = handler(layer, state.shape)
+            except SpecError as err:
+                raise self._locate(err, layer, spec_path) from None
+            new = _advance(state, cost)
+            self._row(path, layer.OP, describe(layer), state, new, cost.params, trainable, cost.macs, cost.fvcore)
+            return new
+        start = len(self.rows)
+        try:
+            new = self.composite(layer, state, path, spec_path, trainable)
+        except SpecError as err:
+            raise self._locate(err, layer, spec_path) from None
+        kind = layer.block if isinstance(layer, Sequential) and layer.block else layer.OP
+        self.groups.append(Group(path, kind, start, len(self.rows)))
+        return new
+
+    def composite(self, layer: Node, state: State, path: tuple[str, ...], spec_path: str, trainable: bool) -> State:
+        if isinstance(layer, Sequential):
+            label = layer.block or "sequential"
+            return self.sequence(layer.layers, state, path, f"{spec_path}.{label}", trainable)
+        if isinstance(layer, Repeat):
+            if not layer.layers:
+                raise SpecError("repeat has no layers")
+            for copy in range(layer.times):
+                state = self.branch(layer.layers, state, path + (str(copy),), f"{spec_path}.repeat.layers", trainable)
+            return state
+        if isinstance(layer, Concat):
+            return self.concat(layer, state, path, spec_path, trainable)
+        if isinstance(layer, Residual):
+            return self.residual(layer, state, path, spec_path, trainable)
+        raise SpecError(f"{type(layer).__name__} is not a layer archcalc knows")
+
+    def concat(self, layer: Concat, state: State, path, spec_path, trainable) -> State:
+        if not layer.branches:
+            raise SpecError("concat has no branches")
+        outs = [
+            self.branch(b, state, path + (str(i),), f"{spec_path}.concat[{i}]", trainable)
+            for i, b in enumerate(layer.branches)
+        ]
+        shapes = [o.shape for o in outs]
+        if any(len(s) != len(shapes[0]) or s[1:] != shapes[0][1:] for s in shapes):
+            shown = ", ".join("x".join(map(str, s[1:])) or "flat" for s in shapes)
+            raise SpecError(f"concat branches must agree in H x W (and rank), got {shown}")
+        shape = (sum(s[0] for s in shapes), *shapes[0][1:])
+        new = _merge(outs, shape)
+        self._row(path, "concat", f"concat {len(outs)} branches", state, new, 0, trainable, 0, 0)
+        return new
+
+    def residual(self, layer: Residual, state: State, path, spec_path, trainable) -> State:
+        if not layer.body:
+            raise SpecError("residual has an empty body")
+        body = self.branch(layer.body, state, path + ("body",), f"{spec_path}.residual.body", trainable)
+        short = state
+        if layer.shortcut:
+            short = self.branch(layer.shortcut, state, path + ("shortcut",), f"{spec_path}.residual.shortcut", trainable)
+        if body.shape != short.shape:
+            fmt = lambda s: "x".join(map(str, s))  # noqa: E731
+            raise SpecError(f"residual body gives {fmt(body.shape)} but the shortcut gives {fmt(short.shape)}")
+        new = _merge([body, short], body.shape)
+        kind = "projection" if layer.shortcut else "identity"
+        self._row(path, "add", f"add ({kind} shortcut)", state, new, 0, trainable, 0, 0)
+        return new
+
+    def _row(self, path, op, description, before: State, after: State, params, trainable, macs, fvcore) -> None:
+        n = self.batch
+        self.rows.append(
+            Row(
+                path=path,
+                op=op,
+                description=description,
+                input_shape=(n, *before.shape),
+                output_shape=(n, *after.shape),
+                params=params,
+                trainable_params=params if trainable else 0,
+                macs=n * macs,
+                fvcore_flops=n * fvcore,
+                torch_flops=2 * n * macs,
+                activations=n * math.prod(after.shape),
+                receptive_field=after.rf,
+                stride=after.jump,
+            )
+        )
+
+    @staticmethod
+    def _locate(err: SpecError, layer: Node, spec_path: str) -> SpecError:
+        where = layer.where
+        return err.located(
+            file=where.file if where else None, line=where.line if where else None, path=spec_path, op=layer.OP
+        )
+
+
+def _merge(states: list[State], shape: tuple[int, ...]) -> State:
+    """Join of parallel paths: the widest receptive field wins."""
+    widest = max(states, key=lambda s: s.rf[0] * s.rf[1])
+    grid = shape[1:] if len(shape) == 3 else widest.grid
+    return State(shape, widest.rf, widest.jump, grid)
+
+
+def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32") -> Result:
+    """Analyse a model spec: every leaf layer's shape and cost, and the totals."""
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise SpecError(f"batch must be a positive integer, got {batch!r}")
+    if dtype not in DTYPE_BYTES:
+        raise SpecError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+    shape = tuple(input) if input is not None else model.input
+    if not (len(shape) in (1, 3) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        raise SpecError(f"input must be C x H x W or F of positive integers, got {shape!r}")
+    file = model.where.file if model.where else None
+    if count_leaves(model.layers) > MAX_LEAF_LAYERS:
+        raise SpecError(f"{model.name} expands to more than {MAX_LEAF_LAYERS:,} layers", file=file)
+    walker = _Walker(batch)
+    try:
+        walker.sequence(model.layers, State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1)), (), "layers", True)
+    except SpecError as err:
+        raise err.located(file=file) from None
+    rows = tuple(walker.rows)
+    params = sum(r.params for r in rows)
+    activations = sum(r.activations for r in rows)
+    size = DTYPE_BYTES[dtype]
+    total = Totals(
+        params=params,
+        trainable_params=sum(r.trainable_params for r in rows),
+        macs=sum(r.macs for r in rows),
+        flops=sum(r.flops for r in rows),
+        fvcore_flops=sum(r.fvcore_flops for r in rows),
+        torch_flops=sum(r.torch_flops for r in rows),
+        activations=activations,
+        params_bytes=params * size,
+        activation_bytes=activations * size,
+        depth=sum(1 for r in rows if r.op in (Conv2d.OP, Linear.OP)),
+        receptive_field=rows[-1].receptive_field if rows else (1, 1),
+    )
+    groups = tuple(sorted(walker.groups, key=lambda g: (g.start, len(g.path))))
+    return Result(model.name, (batch, *shape), dtype, rows, groups, total, model.description, model.source)

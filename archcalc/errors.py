@@ -1,0 +1,50 @@
+"""The one error a user's spec can raise."""
+
+from __future__ import annotations
+
+
+class SpecError(ValueError):
+    """A malformed or impossible spec: `FILE:LINE: PATH (op): reason` in one line."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        path: str | None = None,
+        op: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.file = file
+        self.line = line
+        self.path = path
+        self.op = op
+        super().__init__(str(self))
+
+    def located(
+        self, *, file: str | None = None, line: int | None = None, path: str | None = None, op: str | None = None
+    ) -> SpecError:
+        """A copy that fills in whatever location this error does not know yet."""
+        return SpecError(
+            self.reason,
+            file=self.file or file,
+            line=self.line or line,
+            path=self.path or path,
+            op=self.op or op,
+        )
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        if self.path:
+            where += f"{self.path} ({self.op}): " if self.op else f"{self.path}: "
+        return f"{where}{self.reason}"
+
+    def __reduce__(self):  # keep the keyword-only fields through pickling
+        return (_rebuild, (self.reason, self.file, self.line, self.path, self.op))
+
+
+def _rebuild(reason, file, line, path, op) -> SpecError:
+    return SpecError(reason, file=file, line=line, path=path, op=op)

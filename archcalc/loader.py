@@ -1,0 +1,346 @@
+"""Turn parsed YAML into spec dataclasses: models, shared blocks and their parameters.
+
+A file holds one model (`name`, `input`, `layers`) or several under `models:`, which
+may share `blocks:`. A block has `params` (required), `defaults` and `layers`; it is
+used like an op: `- {vgg_stage: {out: 64, convs: 2}, name: stage1}`. Inside a block or
+a model, a value written `$param` is replaced by the parameter's value; a list-valued
+parameter written as an item of a list is spliced into it (`- $norm` with `norm: []`
+adds nothing). A model may `extends:` another of the same file, changing `defaults`.
+There is no arithmetic and nothing executes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from archcalc.errors import SpecError
+from archcalc.spec import LEAF_OPS, Concat, Model, Node, Repeat, Residual, Sequential, Where
+from archcalc.yamlfile import LDict, LList, read
+
+SINGLE_KEYS = ("name", "description", "source", "input", "layers", "blocks", "defaults")
+MULTI_KEYS = ("models", "blocks", "description", "source")
+MODEL_KEYS = ("name", "description", "source", "input", "layers", "defaults", "extends")
+BLOCK_KEYS = ("params", "defaults", "layers", "description")
+LAYER_KEYS = ("name", "trainable")
+COMPOSITE_OPS = ("sequential", "concat", "residual", "repeat")
+MAX_SPEC_NODES = 200_000  # layers written out after expanding blocks (repeats stay shared)
+MAX_NESTING = 64
+
+
+def did_you_mean(word: object, choices) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _line(container, key, default: int | None = None) -> int | None:
+    if isinstance(container, (LDict, LList)):
+        return container.line_of(key)
+    return default
+
+
+def _check_keys(data: Mapping, allowed, what: str, file: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise SpecError(
+                f"unknown key {key!r} in {what}{did_you_mean(key, allowed)}", file=file, line=_line(data, key)
+            )
+
+
+class SpecFile:
+    """One YAML spec file: its models and blocks, built into Model objects on demand."""
+
+    def __init__(self, path: Path | str, data: object | None = None) -> None:
+        self.path = Path(path)
+        self.file = str(path)
+        data = read(self.path) if data is None else data
+        if not isinstance(data, dict):
+            raise SpecError("a spec file is a mapping with name, input and layers (or models:)", file=self.file,
+                            line=getattr(data, "line", None))
+        if "models" in data:
+            _check_keys(data, MULTI_KEYS, "a multi-model file", self.file)
+            entries = data["models"]
+            if not isinstance(entries, list) or not entries:
+                raise SpecError("models: must be a non-empty list", file=self.file, line=_line(data, "models"))
+        else:
+            _check_keys(data, SINGLE_KEYS, "a spec file", self.file)
+            entries = [data]
+        self.blocks = self._read_blocks(data.get("blocks"), _line(data, "blocks"))
+        self.entries: dict[str, LDict] = {}
+        for i, entry in enumerate(entries):
+            line = _line(entries, i, data.line if isinstance(data, LDict) else None)
+            if not isinstance(entry, dict):
+                raise SpecError("a model is a mapping with name, input and layers", file=self.file, line=line)
+            if entry is not data:
+                _check_keys(entry, MODEL_KEYS, "a model", self.file)
+            name = entry.get("name")
+            if not isinstance(name, str) or not name:
+                raise SpecError("a model needs a name (a string)", file=self.file, line=line)
+            if name in self.entries:
+                raise SpecError(f"two models are named {name!r}", file=self.file, line=line)
+            self.entries[name] = entry
+        self.description = data.get("description", "") if "models" in data else ""
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+    def _read_blocks(self, blocks, line) -> dict[str, LDict]:
+        if blocks is None:
+            return {}
+        if not isinstance(blocks, dict):
+            raise SpecError("blocks: must be a mapping of block name to block", file=self.file, line=line)
+        for name, block in blocks.items():
+            bline = _line(blocks, name)
+            if not isinstance(name, str) or name in LEAF_OPS or name in COMPOSITE_OPS:
+                raise SpecError(f"block name {name!r} is taken by a built-in op", file=self.file, line=bline)
+            if not isinstance(block, dict):
+                raise SpecError(f"block {name!r} must be a mapping with params, defaults and layers",
+                                file=self.file, line=bline)
+            _check_keys(block, BLOCK_KEYS, f"block {name!r}", self.file)
+            params, defaults = block.get("params") or [], block.get("defaults") or {}
+            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+                raise SpecError(f"params of block {name!r} must be a list of names", file=self.file,
+                                line=_line(block, "params"))
+            if not isinstance(defaults, dict):
+                raise SpecError(f"defaults of block {name!r} must be a mapping", file=self.file,
+                                line=_line(block, "defaults"))
+            if "layers" not in block:
+                raise SpecError(f"block {name!r} has no layers", file=self.file, line=bline)
+        return dict(blocks)
+
+    def model(self, name: str | None = None, params: Mapping[str, Any] | None = None) -> Model:
+        """Build one model of this file (the only one, if name is None)."""
+        if name is None:
+            if len(self.entries) != 1:
+                raise SpecError(f"holds several models ({', '.join(self.entries)}): name one as FILE:MODEL",
+                                file=self.file)
+            name = next(iter(self.entries))
+        if name not in self.entries:
+            raise SpecError(f"has no model {name!r}{did_you_mean(name, self.entries)}", file=self.file)
+        entry = self._resolved(name)
+        scope = dict(entry["defaults"])
+        for key, value in (params or {}).items():
+            if key not in scope:
+                have = ", ".join(scope) or "none"
+                raise SpecError(f"{name} has no parameter {key!r}{did_you_mean(key, scope)}; its parameters: {have}",
+                                file=self.file)
+            scope[key] = value
+        builder = _Builder(self.file, self.blocks)
+        try:
+            shape = builder.substitute(entry["input"], scope, entry["input_line"])
+            layers = builder.substitute(entry["layers"], scope, entry["layers_line"])
+            built = builder.layers(layers, entry["layers_line"], "layers")
+            return Model(
+                name=name,
+                input=shape,
+                layers=built,
+                description=str(entry["description"] or ""),
+                source=str(entry["source"] or ""),
+                where=Where(self.file, entry["line"]),
+            )
+        except SpecError as err:
+            raise err.located(file=self.file, line=entry["input_line"]) from None
+        except RecursionError:
+            raise SpecError("nested too deeply (does something refer to itself?)", file=self.file,
+                            line=entry["line"]) from None
+
+    def _resolved(self, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A model entry with `extends` applied: the parent's keys, the child's defaults on top."""
+        entry = self.entries[name]
+        line = _line(entry, "name", getattr(entry, "line", None))
+        parent_name = entry.get("extends")
+        if parent_name is None:
+            for key in ("input", "layers"):
+                if key not in entry:
+                    raise SpecError(f"model {name!r} has no {key}", file=self.file, line=line)
+            defaults = entry.get("defaults") or {}
+            if not isinstance(defaults, dict):
+                raise SpecError("defaults must be a mapping of parameter to value", file=self.file,
+                                line=_line(entry, "defaults"))
+            return {
+                "input": entry["input"],
+                "layers": entry["layers"],
+                "input_line": _line(entry, "input", line),
+                "layers_line": _line(entry, "layers", line),
+                "defaults": dict(defaults),
+                "description": entry.get("description", ""),
+                "source": entry.get("source", ""),
+                "line": line,
+            }
+        if parent_name in seen or parent_name == name:
+            raise SpecError(f"model {name!r} extends itself ({' -> '.join((*seen, name, parent_name))})",
+                            file=self.file, line=_line(entry, "extends"))
+        if parent_name not in self.entries:
+            raise SpecError(f"model {name!r} extends unknown model {parent_name!r}"
+                            f"{did_you_mean(parent_name, self.entries)}", file=self.file, line=_line(entry, "extends"))
+        resolved = self._resolved(parent_name, (*seen, name))
+        defaults = entry.get("defaults") or {}
+        unknown = [k for k in defaults if k not in resolved["defaults"]]
+        if unknown:
+            raise SpecError(f"{parent_name} has no parameter {unknown[0]!r}", file=self.file,
+                            line=_line(defaults, unknown[0]))
+        resolved["defaults"].update(defaults)
+        for key in ("input", "layers"):
+            if key in entry:
+                resolved[key], resolved[f"{key}_line"] = entry[key], _line(entry, key, line)
+        resolved["description"] = entry.get("description", resolved["description"])
+        resolved["source"] = entry.get("source", resolved["source"])
+        resolved["line"] = line
+        return resolved
+
+
+class _Builder:
+    """Converts substituted YAML layer data into Nodes, expanding blocks."""
+
+    def __init__(self, file: str, blocks: Mapping[str, LDict]) -> None:
+        self.file = file
+        self.blocks = blocks
+        self.count = 0
+        self.calls: list[str] = []
+
+    def error(self, reason: str, line: int | None, path: str | None = None, op: str | None = None) -> SpecError:
+        return SpecError(reason, file=self.file, line=line, path=path, op=op)
+
+    def substitute(self, data, scope: Mapping[str, Any], line: int | None):
+        """A copy of `data` with every `$param` replaced by its value from scope."""
+        if isinstance(data, str) and data.startswith("$"):
+            key = data[1:]
+            if key not in scope:
+                raise self.error(f"unknown parameter {data}{did_you_mean(key, scope)}", line)
+            return scope[key]
+        if isinstance(data, LDict):
+            new = LDict()
+            new.line, new.lines = data.line, data.lines
+            for key, value in data.items():
+                new[key] = self.substitute(value, scope, data.line_of(key))
+            return new
+        if isinstance(data, list):
+            new = LList()
+            new.line, new.lines = getattr(data, "line", line), []
+            for i, item in enumerate(data):
+                item_line = _line(data, i, line)
+                if isinstance(item, str) and item.startswith("$") and isinstance(scope.get(item[1:]), list):
+                    spliced = scope[item[1:]]
+                    new.extend(spliced)
+                    new.lines.extend(_line(spliced, j, item_line) for j in range(len(spliced)))
+                else:
+                    new.append(self.substitute(item, scope, item_line))
+                    new.lines.append(item_line)
+            return new
+        return data
+
+    def layers(self, data, line: int | None, path: str) -> tuple[Node, ...]:
+        if not isinstance(data, list):
+            raise self.error(f"{path} must be a list of layers, got {_kind(data)}", line)
+        return tuple(self.layer(item, _line(data, i, line), f"{path}[{i}]") for i, item in enumerate(data))
+
+    def layer(self, item, line: int | None, path: str) -> Node:
+        self.count += 1
+        if self.count > MAX_SPEC_NODES:
+            raise self.error(f"the spec expands to more than {MAX_SPEC_NODES:,} layers", line, path)
+        if len(self.calls) > MAX_NESTING:
+            raise self.error(f"blocks are nested more than {MAX_NESTING} deep", line, path)
+        extra: dict[str, Any] = {}
+        if isinstance(item, str):
+            op, args = item, None
+        elif isinstance(item, dict):
+            keys = [k for k in item if k not in LAYER_KEYS]
+            if len(keys) != 1:
+                raise self.error(
+                    f"a layer is one op key (plus optional name: and trainable:), got {', '.join(map(str, keys)) or 'none'}",
+                    line, path)
+            op, args = keys[0], item[keys[0]]
+            extra = {k: item[k] for k in LAYER_KEYS if k in item}
+        else:
+            raise self.error(f"a layer is an op name or a mapping, got {_kind(item)}", line, path)
+        where = Where(self.file, line)
+        try:
+            return self._node(op, args, extra, where, path)
+        except SpecError as err:
+            raise err.located(file=self.file, line=line, path=path, op=str(op)) from None
+
+    def _node(self, op, args, extra: dict, where: Where, path: str) -> Node:
+        line = where.line
+        if op in LEAF_OPS:
+            cls = LEAF_OPS[op]
+            if args is None:
+                args = {}
+            if not isinstance(args, dict):
+                raise SpecError(f"arguments must be a mapping, got {_kind(args)}")
+            allowed = [f.name for f in fields(cls) if f.name not in ("name", "trainable", "where")]
+            for key in args:
+                if key not in allowed:
+                    raise SpecError(f"unknown argument {key!r}{did_you_mean(key, allowed)}",
+                                    line=_line(args, key, line))
+            required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+            missing = [k for k in required if k not in args]
+            if missing:
+                raise SpecError(f"missing argument {missing[0]}")
+            return cls(**args, **extra, where=where)
+        if op == "sequential":
+            return Sequential(layers=self.layers(args, line, f"{path}.sequential"), **extra, where=where)
+        if op == "concat":
+            if not isinstance(args, list) or not args:
+                raise SpecError("concat takes a non-empty list of branches, each a list of layers")
+            branches = tuple(self.layers(b, _line(args, i, line), f"{path}.concat[{i}]") for i, b in enumerate(args))
+            return Concat(branches=branches, **extra, where=where)
+        if op == "residual":
+            if not isinstance(args, dict) or "body" not in args:
+                raise SpecError("residual takes a mapping with body: [layers] and optional shortcut: [layers]")
+            _check_keys(args, ("body", "shortcut"), "residual", self.file)
+            body = self.layers(args["body"], _line(args, "body", line), f"{path}.residual.body")
+            shortcut = args.get("shortcut") or []
+            short = self.layers(shortcut, _line(args, "shortcut", line), f"{path}.residual.shortcut")
+            return Residual(body=body, shortcut=short, **extra, where=where)
+        if op == "repeat":
+            if not isinstance(args, dict) or "times" not in args or "layers" not in args:
+                raise SpecError("repeat takes a mapping with times: N and layers: [layers]")
+            _check_keys(args, ("times", "layers"), "repeat", self.file)
+            times = args["times"]
+            if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+                raise SpecError(f"repeat times must be a positive integer, got {times!r}",
+                                line=_line(args, "times", line))
+            layers = self.layers(args["layers"], _line(args, "layers", line), f"{path}.repeat.layers")
+            return Repeat(times=times, layers=layers, **extra, where=where)
+        if op in self.blocks:
+            return self._block(op, args, extra, where, path)
+        known = [*LEAF_OPS, *COMPOSITE_OPS, *self.blocks]
+        raise SpecError(f"unknown op {op!r}{did_you_mean(op, known)}")
+
+    def _block(self, name: str, args, extra: dict, where: Where, path: str) -> Sequential:
+        if name in self.calls:
+            chain = " -> ".join((*self.calls[self.calls.index(name):], name))
+            raise SpecError(f"block {name!r} calls itself ({chain})")
+        block = self.blocks[name]
+        params, defaults = block.get("params") or [], block.get("defaults") or {}
+        args = {} if args is None else args
+        if not isinstance(args, dict):
+            raise SpecError(f"arguments of block {name!r} must be a mapping, got {_kind(args)}")
+        for key in args:
+            if key not in params and key not in defaults:
+                raise SpecError(f"block {name!r} has no parameter {key!r}{did_you_mean(key, [*params, *defaults])}",
+                                line=_line(args, key, where.line))
+        missing = [p for p in params if p not in args]
+        if missing:
+            raise SpecError(f"block {name!r} needs {', '.join(missing)}")
+        scope = {**defaults, **args}
+        self.calls.append(name)
+        try:
+            layers = self.substitute(block["layers"], scope, _line(block, "layers"))
+            built = self.layers(layers, _line(block, "layers"), f"{path}.{name}")
+        finally:
+            self.calls.pop()
+        return Sequential(layers=built, block=name, **extra, where=where)
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"

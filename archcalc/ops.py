@@ -1,0 +1,239 @@
+"""One handler per leaf op, in one table: (spec, input shape) -> Cost.
+
+Shapes here exclude the batch: (C, H, W) for feature maps, (F,) for vectors.
+Counting conventions, stated once:
+  macs    multiply-accumulates of conv2d and linear only, bias adds not counted
+          (torchvision's published "GFLOPS" and the ResNet paper count this way).
+  fvcore  what fvcore's FlopCountAnalysis reports: one fused multiply-add is one flop
+          for conv/linear, plus batch_norm (2 per element with affine, 1 without, in
+          eval mode) and adaptive_avg_pool2d (1 per input element); all else is 0.
+  torch   what torch.utils.flop_counter.FlopCounterMode reports: 2 x MACs of
+          conv/linear (matmul), nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from archcalc.errors import SpecError
+from archcalc.spec import (
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ChannelPad, Conv2d, Dropout, Flatten,
+    Linear, LocalResponseNorm, MaxPool2d, Node, ReLU, Sigmoid, Softmax, Tanh, pair,
+)
+
+Shape = tuple[int, ...]
+Window = tuple[int, int, int, int]  # effective kernel h, w and stride h, w
+GLOBAL = "global"  # every output element sees every input position
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one leaf op produces and costs for one sample."""
+
+    output: Shape
+    params: int = 0
+    macs: int = 0
+    fvcore: int = 0
+    window: Window | str | None = None  # how it widens the receptive field
+
+    @property
+    def torch(self) -> int:
+        return 2 * self.macs
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False) -> int:
+    """torch's output length for conv and pooling along one axis."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if span < 0:
+        raise SpecError(
+            f"kernel {dilation * (kernel - 1) + 1} (dilated) is larger than the padded input "
+            f"{size + 2 * padding}: output size would be below 1"
+        )
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    # torch drops a last window that would start entirely in the right padding
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def _spatial(shape: Shape, op: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise SpecError(f"{op} needs a C x H x W input, got a flat vector of {shape[0]} features")
+    return shape
+
+
+def _window2d(shape: Shape, kernel, stride, padding, dilation=1, ceil_mode=False) -> tuple[Shape, Window]:
+    c, h, w = shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(kernel), pair(stride), pair(padding), pair(dilation)
+    out = (c, output_size(h, kh, sh, ph, dh, ceil_mode), output_size(w, kw, sw, pw, dw, ceil_mode))
+    return out, (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+
+
+def _check_in(given: int | None, actual: int, what: str) -> None:
+    if given is not None and given != actual:
+        raise SpecError(f"{what} is {given} but the incoming shape has {actual}")
+
+
+def conv2d(layer: Conv2d, shape: Shape) -> Cost:
+    c, h, w = _spatial(shape, "conv2d")
+    _check_in(layer.in_channels, c, "in_channels")
+    g = layer.groups
+    if c % g or layer.out_channels % g:
+        raise SpecError(
+            f"groups={g} must divide both in_channels ({c}) and out_channels ({layer.out_channels})"
+        )
+    padding = layer.padding
+    if padding == "valid":
+        padding = 0
+    if padding == "same":
+        if pair(layer.stride) != (1, 1):
+            raise SpecError("padding='same' needs stride 1 (as in torch)")
+        (kh, kw), (dh, dw) = pair(layer.kernel_size), pair(layer.dilation)
+        out, window = (layer.out_channels, h, w), (dh * (kh - 1) + 1, dw * (kw - 1) + 1, 1, 1)
+    else:
+        out, window = _window2d(shape, layer.kernel_size, layer.stride, padding, layer.dilation)
+        out = (layer.out_channels, out[1], out[2])
+    kh, kw = pair(layer.kernel_size)
+    weights = layer.out_channels * (c // g) * kh * kw
+    macs = weights * out[1] * out[2]
+    return Cost(out, weights + (layer.out_channels if layer.bias else 0), macs, macs, window)
+
+
+def _check_pool_padding(padding, kernel, dilation=1) -> None:
+    for p, k, d in zip(pair(padding), pair(kernel), pair(dilation)):
+        if 2 * p > d * (k - 1) + 1:
+            raise SpecError(f"padding {p} is more than half the kernel {d * (k - 1) + 1} (torch refuses this)")
+
+
+def maxpool2d(layer: MaxPool2d, shape: Shape) -> Cost:
+    _spatial(shape, "maxpool2d")
+    _check_pool_padding(layer.padding, layer.kernel_size, layer.dilation)
+    stride = layer.kernel_size if layer.stride is None else layer.stride
+    out, window = _window2d(shape, layer.kernel_size, stride, layer.padding, layer.dilation, layer.ceil_mode)
+    return Cost(out, window=window)
+
+
+def avgpool2d(layer: AvgPool2d, shape: Shape) -> Cost:
+    _spatial(shape, "avgpool2d")
+    _check_pool_padding(layer.padding, layer.kernel_size)
+    stride = layer.kernel_size if layer.stride is None else layer.stride
+    out, window = _window2d(shape, layer.kernel_size, stride, layer.padding, 1, layer.ceil_mode)
+    return Cost(out, window=window)
+
+
+def _adaptive_window(size: int, out: int) -> tuple[int, int]:
+    """Widest bin and bin step of torch's adaptive pooling (start=floor(i*n/o), end=ceil((i+1)*n/o))."""
+    bins = range(min(out, 4096))  # the pattern repeats; 4096 bins bound the cost
+    widest = max(-(-(i + 1) * size // out) - (i * size // out) for i in bins)
+    return widest, -(-size // out)
+
+
+def adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape: Shape) -> Cost:
+    c, h, w = _spatial(shape, "adaptiveavgpool2d")
+    oh, ow = pair(layer.output_size)
+    (kh, sh), (kw, sw) = _adaptive_window(h, oh), _adaptive_window(w, ow)
+    return Cost((c, oh, ow), fvcore=c * h * w, window=(kh, kw, sh, sw))
+
+
+def linear(layer: Linear, shape: Shape) -> Cost:
+    if len(shape) != 1:
+        raise SpecError(f"linear needs a flat input, got {'x'.join(map(str, shape))}: add a flatten before it")
+    _check_in(layer.in_features, shape[0], "in_features")
+    macs = shape[0] * layer.out_features
+    return Cost((layer.out_features,), macs + (layer.out_features if layer.bias else 0), macs, macs, GLOBAL)
+
+
+def batchnorm2d(layer: BatchNorm2d, shape: Shape) -> Cost:
+    c, h, w = _spatial(shape, "batchnorm2d")
+    _check_in(layer.num_features, c, "num_features")
+    return Cost(shape, 2 * c if layer.affine else 0, fvcore=c * h * w * (2 if layer.affine else 1))
+
+
+def localresponsenorm(layer: LocalResponseNorm, shape: Shape) -> Cost:
+    _spatial(shape, "localresponsenorm")
+    return Cost(shape)
+
+
+def softmax(layer: Softmax, shape: Shape) -> Cost:
+    ndim = len(shape) + 1  # with the batch
+    if not -ndim <= layer.dim < ndim or layer.dim % ndim != 1:
+        raise SpecError(f"softmax over dim {layer.dim} is not supported: archcalc models dim=1 (channels or features)")
+    return Cost(shape, window=GLOBAL if len(shape) == 1 else None)
+
+
+def flatten(layer: Flatten, shape: Shape) -> Cost:
+    return Cost((math.prod(shape),))
+
+
+def channelpad(layer: ChannelPad, shape: Shape) -> Cost:
+    c = _spatial(shape, "channelpad")[0]
+    if layer.out_channels < c:
+        raise SpecError(f"out_channels {layer.out_channels} is fewer than the {c} incoming channels")
+    return Cost((layer.out_channels, *shape[1:]))
+
+
+def elementwise(layer: Node, shape: Shape) -> Cost:
+    return Cost(shape)
+
+
+Handler = Callable[[Node, Shape], Cost]
+
+HANDLERS: dict[type[Node], Handler] = {
+    Conv2d: conv2d,
+    MaxPool2d: maxpool2d,
+    AvgPool2d: avgpool2d,
+    AdaptiveAvgPool2d: adaptiveavgpool2d,
+    Linear: linear,
+    BatchNorm2d: batchnorm2d,
+    LocalResponseNorm: localresponsenorm,
+    ReLU: elementwise,
+    Sigmoid: elementwise,
+    Tanh: elementwise,
+    Softmax: softmax,
+    Dropout: elementwise,
+    Flatten: flatten,
+    ChannelPad: channelpad,
+}
+
+
+def _hw(value) -> str:
+    h, w = pair(value)
+    return f"{h}" if h == w else f"{h}x{w}"
+
+
+def _kxk(value) -> str:
+    h, w = pair(value)
+    return f"{h}x{w}"
+
+
+def describe(layer: Node) -> str:
+    """The op with its key arguments, e.g. `conv2d 11x11 /4 p1`."""
+    parts = [layer.OP]
+    if isinstance(layer, (Conv2d, MaxPool2d, AvgPool2d)):
+        parts.append(_kxk(layer.kernel_size))
+        stride = layer.stride if layer.stride is not None else layer.kernel_size
+        if pair(stride) != (1, 1):
+            parts.append(f"/{_hw(stride)}")
+        if layer.padding not in (0, (0, 0)):
+            parts.append(layer.padding if isinstance(layer.padding, str) else f"p{_hw(layer.padding)}")
+        if getattr(layer, "dilation", 1) not in (1, (1, 1)):
+            parts.append(f"d{_hw(layer.dilation)}")
+        if getattr(layer, "groups", 1) != 1:
+            parts.append(f"g{layer.groups}")
+        if getattr(layer, "ceil_mode", False):
+            parts.append("ceil")
+    elif isinstance(layer, AdaptiveAvgPool2d):
+        parts.append(_kxk(layer.output_size))
+    elif isinstance(layer, Linear):
+        parts.append(str(layer.out_features))
+    elif isinstance(layer, (LocalResponseNorm,)):
+        parts.append(f"size {layer.size}")
+    elif isinstance(layer, Dropout):
+        parts.append(f"p={layer.p}")
+    elif isinstance(layer, ChannelPad):
+        parts.append(f"to {layer.out_channels}")
+    return " ".join(parts)

@@ -1,0 +1,66 @@
+"""The built-in architectures, and resolving a name, path or spec object to a Model."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+from archcalc.errors import SpecError
+from archcalc.loader import SpecFile, did_you_mean
+from archcalc.spec import Model
+
+
+def architectures_dir() -> Path:
+    """Where the built-in specs live: inside the installed package, else the repo's architectures/."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "architectures"
+    return packaged if packaged.is_dir() else here.parent / "architectures"
+
+
+class UnknownModelError(SpecError):
+    """A name that is neither a built-in model nor a spec file."""
+
+    def __init__(self, name: str, suggestion: str = "") -> None:
+        self.name = name
+        super().__init__(f"unknown model {name!r}{suggestion}; `archcalc list` shows the built-ins")
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_files() -> tuple[SpecFile, ...]:
+    return tuple(SpecFile(path) for path in sorted(architectures_dir().glob("*.yaml")))
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_index() -> dict[str, SpecFile]:
+    index: dict[str, SpecFile] = {}
+    for spec_file in _builtin_files():
+        for name in spec_file.names:
+            if name in index:
+                raise SpecError(f"built-in model {name!r} is defined twice", file=spec_file.file)
+            index[name] = spec_file
+    return index
+
+
+def list_models() -> list[str]:
+    """Names of every built-in model, sorted."""
+    return sorted(_builtin_index())
+
+
+SpecLike = Union[str, Path, Model]
+
+
+def load(spec: SpecLike, params: Mapping[str, Any] | None = None) -> Model:
+    """A built-in name, a YAML path (`file.yaml` or `file.yaml:model`), or a Model, as a Model."""
+    if isinstance(spec, Model):
+        if params:
+            raise SpecError("parameters can only be set on a spec loaded from YAML")
+        return spec
+    text = str(spec)
+    index = _builtin_index()
+    if not isinstance(spec, Path) and text in index:
+        return index[text].model(text, params)
+    path, _, name = text.partition(":") if not Path(text).exists() else (text, "", "")
+    if Path(path).suffix in (".yaml", ".yml") or Path(path).exists():
+        return SpecFile(path).model(name or None, params)
+    raise UnknownModelError(text, did_you_mean(text, index))

@@ -1,0 +1,291 @@
+"""Architecture specs as frozen dataclasses: the data every other module reads.
+
+Leaf ops take torch.nn's argument names and defaults; `in_channels` / `in_features`
+are inferred from the incoming shape and, when given, must match it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Union
+
+from archcalc.errors import SpecError
+
+IntPair = Union[int, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a node was written: file and 1-based line."""
+
+    file: str | None = None
+    line: int | None = None
+
+
+def arg(kind: str, default=None, *, required: bool = False):
+    """A spec field with a validation kind (see `_CHECKS`)."""
+    if required:
+        return field(metadata={"kind": kind})
+    return field(default=default, metadata={"kind": kind})
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _pair_ok(value, minimum: int) -> bool:
+    if _is_int(value):
+        return value >= minimum
+    return (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(_is_int(v) and v >= minimum for v in value)
+    )
+
+
+# kind -> (check, what a valid value is, in words)
+_CHECKS = {
+    "pos_int": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "opt_pos_int": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
+    "int": (_is_int, "an integer"),
+    "pos_pair": (lambda v: _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
+    "opt_pos_pair": (lambda v: v is None or _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
+    "nonneg_pair": (lambda v: _pair_ok(v, 0), "a non-negative integer or [h, w] of non-negative integers"),
+    "padding": (
+        lambda v: v in ("same", "valid") or _pair_ok(v, 0),
+        "a non-negative integer, [h, w], 'same' or 'valid'",
+    ),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "prob": (lambda v: _is_number(v) and 0 <= v <= 1, "a number between 0 and 1"),
+    "pos_number": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "number": (_is_number, "a number"),
+}
+
+
+def pair(value: IntPair) -> tuple[int, int]:
+    """An int or [h, w] as (h, w)."""
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    """Anything that can stand in a `layers:` list."""
+
+    OP: ClassVar[str] = ""
+    name: str | None = None
+    trainable: bool = True
+    where: Where | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.name is not None and (not isinstance(self.name, str) or not _valid_name(self.name)):
+            raise SpecError(f"name must be a non-empty string without '.' or spaces, got {self.name!r}", op=self.OP)
+        if not isinstance(self.trainable, bool):
+            raise SpecError(f"trainable must be true or false, got {self.trainable!r}", op=self.OP)
+        for f in fields(self):
+            kind = f.metadata.get("kind")
+            if kind is None:
+                continue
+            value = getattr(self, f.name)
+            check, expected = _CHECKS[kind]
+            if not check(value):
+                raise SpecError(f"{f.name} must be {expected}, got {value!r}", op=self.OP)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        for name in _LAYER_LISTS:
+            value = getattr(self, name, None)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        if isinstance(getattr(self, "branches", None), (list, tuple)):
+            object.__setattr__(self, "branches", tuple(tuple(b) for b in self.branches))
+
+
+_LAYER_LISTS = ("layers", "body", "shortcut")
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and not any(c in name for c in ". \t\n") and not name.isdigit()
+
+
+# ---- leaf ops -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conv2d(Node):
+    OP: ClassVar[str] = "conv2d"
+    out_channels: int = arg("pos_int", required=True)
+    kernel_size: IntPair = arg("pos_pair", required=True)
+    stride: IntPair = arg("pos_pair", 1)
+    padding: IntPair | str = arg("padding", 0)
+    dilation: IntPair = arg("pos_pair", 1)
+    groups: int = arg("pos_int", 1)
+    bias: bool = arg("bool", True)
+    in_channels: int | None = arg("opt_pos_int", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaxPool2d(Node):
+    OP: ClassVar[str] = "maxpool2d"
+    kernel_size: IntPair = arg("pos_pair", required=True)
+    stride: IntPair | None = arg("opt_pos_pair", None)
+    padding: IntPair = arg("nonneg_pair", 0)
+    dilation: IntPair = arg("pos_pair", 1)
+    ceil_mode: bool = arg("bool", False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AvgPool2d(Node):
+    OP: ClassVar[str] = "avgpool2d"
+    kernel_size: IntPair = arg("pos_pair", required=True)
+    stride: IntPair | None = arg("opt_pos_pair", None)
+    padding: IntPair = arg("nonneg_pair", 0)
+    ceil_mode: bool = arg("bool", False)
+    count_include_pad: bool = arg("bool", True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveAvgPool2d(Node):
+    OP: ClassVar[str] = "adaptiveavgpool2d"
+    output_size: IntPair = arg("pos_pair", required=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Linear(Node):
+    OP: ClassVar[str] = "linear"
+    out_features: int = arg("pos_int", required=True)
+    bias: bool = arg("bool", True)
+    in_features: int | None = arg("opt_pos_int", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm2d(Node):
+    OP: ClassVar[str] = "batchnorm2d"
+    num_features: int | None = arg("opt_pos_int", None)
+    eps: float = arg("pos_number", 1e-5)
+    momentum: float = arg("prob", 0.1)
+    affine: bool = arg("bool", True)
+    track_running_stats: bool = arg("bool", True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalResponseNorm(Node):
+    OP: ClassVar[str] = "localresponsenorm"
+    size: int = arg("pos_int", required=True)
+    alpha: float = arg("number", 1e-4)
+    beta: float = arg("number", 0.75)
+    k: float = arg("number", 1.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReLU(Node):
+    OP: ClassVar[str] = "relu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sigmoid(Node):
+    OP: ClassVar[str] = "sigmoid"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tanh(Node):
+    OP: ClassVar[str] = "tanh"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Softmax(Node):
+    OP: ClassVar[str] = "softmax"
+    dim: int = arg("int", 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dropout(Node):
+    OP: ClassVar[str] = "dropout"
+    p: float = arg("prob", 0.5)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flatten(Node):
+    OP: ClassVar[str] = "flatten"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelPad(Node):
+    """Zero-pads channels up to out_channels (with stride-2 subsampling before it, the
+    parameter-free "option A" shortcut of He et al.'s CIFAR ResNets)."""
+
+    OP: ClassVar[str] = "channelpad"
+    out_channels: int = arg("pos_int", required=True)
+
+
+# ---- composites -----------------------------------------------------------------------
+
+Layers = tuple[Node, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sequential(Node):
+    """Layers in order; `block` names the spec block it was expanded from, if any."""
+
+    OP: ClassVar[str] = "sequential"
+    layers: Layers = ()
+    block: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Concat(Node):
+    """Branches on the same input, joined on channels (Inception)."""
+
+    OP: ClassVar[str] = "concat"
+    branches: tuple[Layers, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Residual(Node):
+    """body(x) + shortcut(x); an empty shortcut is the identity."""
+
+    OP: ClassVar[str] = "residual"
+    body: Layers = ()
+    shortcut: Layers = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Repeat(Node):
+    OP: ClassVar[str] = "repeat"
+    times: int = arg("pos_int", required=True)
+    layers: Layers = ()
+
+
+COMPOSITES: tuple[type[Node], ...] = (Sequential, Concat, Residual, Repeat)
+LEAF_OPS: dict[str, type[Node]] = {
+    cls.OP: cls
+    for cls in (
+        Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Linear, BatchNorm2d, LocalResponseNorm,
+        ReLU, Sigmoid, Tanh, Softmax, Dropout, Flatten, ChannelPad,
+    )
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Model:
+    """A whole network: its input shape (C, H, W) or (F,), without the batch."""
+
+    name: str
+    input: tuple[int, ...]
+    layers: Layers
+    description: str = ""
+    source: str = ""
+    where: Where | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        shape = self.input
+        if not (
+            isinstance(shape, (tuple, list))
+            and len(shape) in (1, 3)
+            and all(_is_int(v) and v >= 1 for v in shape)
+        ):
+            raise SpecError(f"input must be [C, H, W] or [F] of positive integers, got {shape!r}")
+        object.__setattr__(self, "input", tuple(shape))
+        object.__setattr__(self, "layers", tuple(self.layers))
