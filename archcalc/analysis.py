@@ -14,6 +14,7 @@ from archcalc.ops import GLOBAL, HANDLERS, Cost, describe
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential
 
+WEIGHT_LAYERS = (Conv2d, Linear)  # what "depth" counts, as in "VGG-16" and "ResNet-152"
 MAX_LEAF_LAYERS = 100_000  # a spec beyond this is a mistake, and would take long to print
 
 
@@ -25,9 +26,10 @@ class State:
     rf: tuple[int, int] = (1, 1)
     jump: tuple[int, int] = (1, 1)  # cumulative stride, in input pixels
     grid: tuple[int, int] = (1, 1)  # the H x W that the features index (kept through flatten)
+    depth: int = 0  # conv/linear layers on the longest path so far
 
 
-def _advance(state: State, cost: Cost) -> State:
+def _advance(state: State, cost: Cost, weighted: bool) -> State:
     (rh, rw), (jh, jw) = state.rf, state.jump
     window = cost.window
     if window == GLOBAL:
@@ -37,7 +39,7 @@ def _advance(state: State, cost: Cost) -> State:
         kh, kw, sh, sw = window
         rh, rw, jh, jw = rh + (kh - 1) * jh, rw + (kw - 1) * jw, jh * sh, jw * sw
     grid = cost.output[1:] if len(cost.output) == 3 else (1, 1) if cost.window == GLOBAL else state.grid
-    return State(cost.output, (rh, rw), (jh, jw), grid)
+    return State(cost.output, (rh, rw), (jh, jw), grid, state.depth + weighted)
 
 
 def count_leaves(layers: Layers, memo: dict[int, int] | None = None) -> int:
@@ -100,7 +102,7 @@ class _Walker:
                 cost = handler(layer, state.shape)
             except SpecError as err:
                 raise self._locate(err, layer, spec_path) from None
-            new = _advance(state, cost)
+            new = _advance(state, cost, isinstance(layer, WEIGHT_LAYERS))
             self._row(path, layer.OP, describe(layer), state, new, cost.params, trainable, cost.macs, cost.fvcore)
             return new
         start = len(self.rows)
@@ -188,10 +190,10 @@ class _Walker:
 
 
 def _merge(states: list[State], shape: tuple[int, ...]) -> State:
-    """Join of parallel paths: the widest receptive field wins."""
+    """Join of parallel paths: the widest receptive field and the deepest path win."""
     widest = max(states, key=lambda s: s.rf[0] * s.rf[1])
     grid = shape[1:] if len(shape) == 3 else widest.grid
-    return State(shape, widest.rf, widest.jump, grid)
+    return State(shape, widest.rf, widest.jump, grid, max(s.depth for s in states))
 
 
 def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32") -> Result:
@@ -208,7 +210,7 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         raise SpecError(f"{model.name} expands to more than {MAX_LEAF_LAYERS:,} layers", file=file)
     walker = _Walker(batch)
     try:
-        walker.sequence(model.layers, State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1)), (), "layers", True)
+        final = walker.sequence(model.layers, State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1)), (), "layers", True)
     except SpecError as err:
         raise err.located(file=file) from None
     rows = tuple(walker.rows)
@@ -225,7 +227,7 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         activations=activations,
         params_bytes=params * size,
         activation_bytes=activations * size,
-        depth=sum(1 for r in rows if r.op in (Conv2d.OP, Linear.OP)),
+        depth=final.depth,
         receptive_field=rows[-1].receptive_field if rows else (1, 1),
     )
     groups = tuple(sorted(walker.groups, key=lambda g: (g.start, len(g.path))))

@@ -13,6 +13,7 @@ CONVENTIONS = {
     "fvcore_flops": "fvcore FlopCountAnalysis: 1 per conv/linear MAC, + batchnorm (2/elem) and adaptive avg pool (1/input elem)",
     "torch_flops": "torch FlopCounterMode: 2 x MACs of conv/linear only",
     "activations": "elements of every layer's output (joins included), summed over the batch",
+    "depth": "conv and linear layers on the longest path (VGG-16: 16, ResNet-152: 152, GoogLeNet: 22)",
     "receptive_field": "input pixels one output element can see, per axis, through the widest path; padding counts",
 }
 
