@@ -26,13 +26,13 @@ MODEL_KEYS = ("name", "description", "source", "input", "layers", "defaults", "e
 BLOCK_KEYS = ("params", "defaults", "layers", "description")
 LAYER_KEYS = ("name", "trainable")
 COMPOSITE_OPS = ("sequential", "concat", "residual", "repeat")
-MAX_SPEC_NODES = 200_000  # layers written out after expanding blocks (repeats stay shared)
+MAX_SPEC_NODES = 50_000  # layers written out after expanding blocks (repeats stay shared)
 MAX_NESTING = 64
 
 
-def did_you_mean(word: object, choices) -> str:
+def did_you_mean(word: object, choices, prefix: str = "") -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 def _line(container, key, default: int | None = None) -> int | None:
@@ -171,7 +171,7 @@ class SpecFile:
                 "line": line,
             }
         if parent_name in seen or parent_name == name:
-            raise SpecError(f"model {name!r} extends itself ({' -> '.join((*seen, name, parent_name))})",
+            raise SpecError(f"models extend each other in a loop ({' -> '.join((*seen, name, parent_name))})",
                             file=self.file, line=_line(entry, "extends"))
         if parent_name not in self.entries:
             raise SpecError(f"model {name!r} extends unknown model {parent_name!r}"
@@ -209,7 +209,7 @@ class _Builder:
         if isinstance(data, str) and data.startswith("$"):
             key = data[1:]
             if key not in scope:
-                raise self.error(f"unknown parameter {data}{did_you_mean(key, scope)}", line)
+                raise self.error(f"unknown parameter {data}{did_you_mean(key, scope, '$')}", line)
             return scope[key]
         if isinstance(data, LDict):
             new = LDict()

@@ -1,0 +1,159 @@
+"""Every built-in loads and analyses; totals agree with the figures their sources publish."""
+
+from __future__ import annotations
+
+import pytest
+
+import archcalc
+
+MODELS = archcalc.list_models()
+
+
+def test_registry_lists_every_family():
+    expected = {
+        "lenet", "alexnet", "alexnet-paper", "alexnet-torchvision", "googlenet", "googlenet-torchvision",
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50-paper", "resnet20", "resnet56",
+        "inception-naive", "inception-bottleneck", "conv7x7", "stacked-3x3", "conv5x5", "stacked-3x3-2",
+        *(f"vgg{n}{bn}" for n in (11, 13, 16, 19) for bn in ("", "-bn")),
+    }
+    assert expected <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_builtin_analyses_and_cites_a_source(name):
+    model = archcalc.load(name)
+    result = archcalc.analyze(model)
+    assert result.total.params > 0 and result.total.macs > 0
+    assert model.description
+    assert model.source or name in {"conv7x7", "stacked-3x3", "conv5x5", "stacked-3x3-2"} or model.where
+    d = result.to_dict()
+    assert set(d) >= {"model", "input_shape", "layers", "total"}
+    assert set(d["layers"][0]) >= {"name", "op", "output_shape", "params", "macs", "flops", "activations", "receptive_field"}
+    assert set(d["total"]) >= {"params", "trainable_params", "macs", "flops", "activations"}
+    names = [row["name"] for row in d["layers"]]
+    assert len(names) == len(set(names)), "row names are unique module paths"
+
+
+# Parameter counts and MACs ("GFLOPS", multiply-adds without bias) that torchvision
+# publishes in its model docs (torchvision.models, "Table of all available classification
+# weights": num_params and GFLOPS at 224x224).
+TORCHVISION = {
+    "alexnet-torchvision": (61_100_840, 0.71),
+    "vgg11": (132_863_336, 7.61),
+    "vgg13": (133_047_848, 11.31),
+    "vgg16": (138_357_544, 15.47),
+    "vgg19": (143_667_240, 19.63),
+    "vgg11-bn": (132_868_840, 7.61),
+    "vgg13-bn": (133_053_736, 11.31),
+    "vgg16-bn": (138_365_992, 15.47),
+    "vgg19-bn": (143_678_248, 19.63),
+    "googlenet-torchvision": (6_624_904, 1.50),
+    "resnet18": (11_689_512, 1.81),
+    "resnet34": (21_797_672, 3.66),
+    "resnet50": (25_557_032, 4.09),
+    "resnet101": (44_549_160, 7.80),
+    "resnet152": (60_192_808, 11.51),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION))
+def test_torchvision_published_totals(name):
+    params, gmacs = TORCHVISION[name]
+    total = archcalc.analyze(name).total
+    assert total.params == params
+    assert round(total.macs / 1e9, 2) == gmacs  # published to two decimals
+
+
+def test_d2l_lenet():
+    # Dive into Deep Learning 7.6: 61,706 parameters; MACs by hand:
+    # 6*25*28*28 + 16*6*25*10*10 + 400*120 + 120*84 + 84*10
+    total = archcalc.analyze("lenet").total
+    assert total.params == 61_706
+    assert total.macs == 6 * 25 * 28 * 28 + 16 * 6 * 25 * 10 * 10 + 400 * 120 + 120 * 84 + 84 * 10
+
+
+def test_d2l_alexnet_shape_chain():
+    # The seeds (001) print these shapes for a 1x224x224 input: 54 -> 26 -> 12 -> 5, flatten 6400.
+    rows = {row.name: row for row in archcalc.analyze("alexnet").rows}
+    assert rows["conv1"].output_shape == (1, 96, 54, 54)
+    assert rows["pool1"].output_shape == (1, 96, 26, 26)
+    assert rows["conv2"].output_shape == (1, 256, 26, 26)
+    assert rows["pool2"].output_shape == (1, 256, 12, 12)
+    assert rows["conv5"].output_shape == (1, 256, 12, 12)
+    assert rows["pool5"].output_shape == (1, 256, 5, 5)
+    assert rows["flatten"].output_shape == (1, 6400)
+    assert rows["classifier.fc8"].output_shape == (1, 10)
+
+
+def test_input_override():
+    rows = {r.name: r for r in archcalc.analyze("alexnet", input=(1, 227, 227)).rows}
+    assert rows["conv1"].output_shape == (1, 96, 55, 55)
+    big = archcalc.analyze("alexnet-torchvision", input=(3, 512, 512)).total
+    assert big.params == 61_100_840  # the adaptive pool keeps the classifier's input at 6x6
+    rows = {r.name: r for r in archcalc.analyze("alexnet", input=(1, 512, 512)).rows}
+    # (512 + 2 - 11) // 4 + 1 = 126 -> 62 -> 30 -> 14: the first linear grows to 256*14*14 inputs
+    assert rows["flatten"].output_shape == (1, 256 * 14 * 14)
+    assert rows["classifier.fc6"].params == 256 * 14 * 14 * 4096 + 4096
+
+
+def test_alexnet_paper():
+    # Krizhevsky et al. 2012: "60 million parameters"; conv1 55x55x96, pooling to 27, 13, 6.
+    result = archcalc.analyze("alexnet-paper")
+    assert round(result.total.params / 1e6) == 61  # 60,965,224 with the two-GPU split
+    rows = {r.name: r for r in result.rows}
+    assert rows["conv1"].output_shape == (1, 96, 55, 55)
+    assert rows["conv1"].params == 11 * 11 * 3 * 96 + 96  # CS231n: (11*11*3)*96 = 35K weights
+    assert [rows[p].output_shape[-1] for p in ("pool1", "pool2", "pool5")] == [27, 13, 6]
+    assert rows["conv2"].params == 256 * 48 * 25 + 256  # each GPU's kernels see 48 channels
+
+
+def test_googlenet_paper_table1():
+    # Szegedy et al. 2015, Table 1 "ops" column (millions of multiply-adds, rounded or
+    # truncated: 4a computes 73.6M, listed 73M). Inception 5a is listed as 54M, but its
+    # convolutions compute 51.08M: the table is off there.
+    table = {"inception3a": 128, "inception3b": 304, "inception4a": 73, "inception4b": 88, "inception4c": 100,
+             "inception4d": 119, "inception4e": 170, "inception5b": 71}
+    result = archcalc.analyze("googlenet")
+    for group in result.groups:
+        if group.path[0] in table and len(group.path) == 1:
+            macs = sum(r.macs for r in result.rows[group.start:group.stop])
+            assert abs(macs / 1e6 - table[group.path[0]]) < 1, group.path
+    inception5a = next(g for g in result.groups if g.path == ("inception5a",))
+    assert sum(r.macs for r in result.rows[inception5a.start:inception5a.stop]) == 49 * (
+        256 * 832 + 160 * 832 + 320 * 160 * 9 + 32 * 832 + 128 * 32 * 25 + 128 * 832
+    )  # 7x7 positions x the six convolutions of Table 1's row, on 832 channels
+    assert result.total.depth == 22  # "22 layers deep when counting only layers with parameters"
+    assert round(result.total.macs / 1e9, 1) == 1.6  # the paper's "1.5 billion multiply-adds" is a floor
+
+
+def test_resnet_paper_figures():
+    # He et al. 2015, Table 1: ResNet-50 3.8 x 10^9 FLOPs (multiply-adds), 152 layers;
+    # Table 6: ResNet-20 0.27M and ResNet-56 0.85M parameters on CIFAR-10.
+    assert round(archcalc.analyze("resnet50-paper").total.macs / 1e9, 1) == 3.9  # 3.86: the table truncates
+    assert archcalc.analyze("resnet152").total.depth == 152
+    assert round(archcalc.analyze("resnet20").total.params / 1e6, 2) == 0.27
+    assert round(archcalc.analyze("resnet56").total.params / 1e6, 2) == 0.85
+
+
+def test_lessons():
+    # CS231n: the naive module costs 854M ops; weights of 3x3 stacks vs one big kernel.
+    assert archcalc.analyze("inception-naive").total.macs == 854_196_224
+    assert archcalc.analyze("inception-bottleneck").rows[-1].output_shape == (1, 480, 28, 28)
+    for c in (64, 256):
+        p = {"C": c}
+        assert archcalc.analyze("conv7x7", params=p).total.params == 49 * c * c
+        assert archcalc.analyze("stacked-3x3", params=p).total.params == 27 * c * c
+        assert archcalc.analyze("conv5x5", params=p).total.params == 25 * c * c
+        assert archcalc.analyze("stacked-3x3-2", params=p).total.params == 18 * c * c
+    assert archcalc.analyze("stacked-3x3").total.receptive_field == (7, 7)
+    assert archcalc.analyze("stacked-3x3-2").total.receptive_field == (5, 5)
+
+
+def test_analysis_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import archcalc, sys; [archcalc.analyze(m) for m in archcalc.list_models()]; " \
+           "print(sorted(m for m in ('torch', 'fvcore', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
