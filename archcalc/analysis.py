@@ -82,6 +82,8 @@ class _Walker:
         self.batch = batch
         self.rows: list[Row] = []
         self.groups: list[Group] = []
+        # repeat copies share layer objects: cost each (layer, input shape) once per analysis
+        self.costs: dict[tuple[int, tuple[int, ...]], tuple[Cost, str]] = {}
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], spec_path: str, trainable: bool) -> State:
         for key, (i, layer) in zip(child_keys(layers), enumerate(layers)):
@@ -98,12 +100,16 @@ class _Walker:
         trainable = trainable and layer.trainable
         handler = HANDLERS.get(type(layer))
         if handler is not None:
-            try:
-                cost = handler(layer, state.shape)
-            except SpecError as err:
-                raise self._locate(err, layer, spec_path) from None
+            key = (id(layer), state.shape)
+            known = self.costs.get(key)
+            if known is None:
+                try:
+                    known = self.costs[key] = (handler(layer, state.shape), describe(layer))
+                except SpecError as err:
+                    raise self._locate(err, layer, spec_path) from None
+            cost, description = known
             new = _advance(state, cost, isinstance(layer, WEIGHT_LAYERS))
-            self._row(path, layer.OP, describe(layer), state, new, cost.params, trainable, cost.macs, cost.fvcore)
+            self._row(path, layer.OP, description, state, new, cost.params, trainable, cost.macs, cost.fvcore)
             return new
         start = len(self.rows)
         try:
