@@ -26,7 +26,7 @@ def analyze(
 ) -> Result:
     """Per-layer shapes and costs of a built-in name, a YAML path or a Model.
 
-    >>> analyze("alexnet", input=(1, 227, 227)).total.params
+    >>> analyze("alexnet").total.params
     46764746
     """
     return run(load(spec, params), batch=batch, input=input, dtype=dtype)

@@ -1,0 +1,32 @@
+"""The README's Python example runs and its assertions hold; its test line is .ci/run's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_python_examples_run():
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+
+
+def test_ci_runs_the_readme_test_line():
+    line = next(l for l in README.splitlines() if "pytest" in l and l.startswith("pip install"))
+    command = line.split("#")[0].strip()
+    assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_yaml_example_is_a_valid_spec(tmp_path):
+    import archcalc
+
+    spec = re.search(r"```yaml\n(name: tiny.*?)```", README, re.S).group(1)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(spec)
+    result = archcalc.analyze(path)
+    assert result.rows[-1].output_shape == (1, 10)
