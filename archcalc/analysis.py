@@ -212,13 +212,16 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     if not (len(shape) in (1, 3) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
         raise SpecError(f"input must be C x H x W or F of positive integers, got {shape!r}")
     file = model.where.file if model.where else None
-    if count_leaves(model.layers) > MAX_LEAF_LAYERS:
-        raise SpecError(f"{model.name} expands to more than {MAX_LEAF_LAYERS:,} layers", file=file)
     walker = _Walker(batch)
     try:
-        final = walker.sequence(model.layers, State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1)), (), "layers", True)
+        if count_leaves(model.layers) > MAX_LEAF_LAYERS:
+            raise SpecError(f"{model.name} expands to more than {MAX_LEAF_LAYERS:,} layers")
+        start = State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1))
+        final = walker.sequence(model.layers, start, (), "layers", True)
     except SpecError as err:
         raise err.located(file=file) from None
+    except RecursionError:
+        raise SpecError(f"{model.name} nests composites too deeply", file=file) from None
     rows = tuple(walker.rows)
     params = sum(r.params for r in rows)
     activations = sum(r.activations for r in rows)
