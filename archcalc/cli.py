@@ -1,0 +1,91 @@
+"""The `archcalc` command line: one typer app, one plain function per command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from archcalc import __version__
+from archcalc.cli_common import (
+    BatchOption, Dtype, DtypeOption, FormatOption, InputOption, ModelArgument, OutputFormat, SetOption,
+    UnitsOption, analyse, fail,
+)
+from archcalc.formatting import render, to_json
+from archcalc.tables import layer_table
+
+app = typer.Typer(
+    name="archcalc",
+    help="Output shapes, parameters, MACs/FLOPs, activation memory and receptive fields of CNNs, "
+    "computed from declarative specs without running them.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"archcalc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Output shapes, parameters, MACs/FLOPs, activation memory and receptive fields of CNNs, from specs.
+
+    Example: archcalc table alexnet --input 227
+    """
+
+
+DepthOption = Annotated[
+    Optional[int],
+    typer.Option("--depth", "-d", min=1, metavar="N", show_default=False,
+                 help="Fold composites (blocks, Inception modules, residual blocks, stages) deeper than N "
+                 "path levels into one row with their summed cost."),
+]
+
+
+@app.command("table", epilog="Examples: archcalc table alexnet --input 227 | archcalc table resnet152 --depth 1 "
+             "| archcalc table stacked-3x3 --set C=64 --format markdown")
+def table(
+    model: ModelArgument,
+    input: InputOption = None,
+    batch: BatchOption = 1,
+    set: SetOption = None,
+    depth: DepthOption = None,
+    format: FormatOption = OutputFormat.table,
+    dtype: DtypeOption = Dtype.float32,
+    units: UnitsOption = False,
+) -> None:
+    """Per-layer table: output shape, params, MACs, FLOPs, activations, memory, receptive field."""
+    result = analyse(model, input=input, batch=batch, settings=set, dtype=dtype)
+    if format is OutputFormat.json:
+        sys.stdout.write(to_json(result.to_dict()))
+        return
+    rows = result.fold(depth) if depth is not None else result.rows
+    render(layer_table(result, rows, units), format.value, units)
+
+
+# ---------------------------------------------------------------------------------------
+# Command registration. Commands that live in their own module are registered here, one
+# line each, e.g. `app.command("crosscheck")(crosscheck_cli.crosscheck)`, with the module
+# imported just above its line. Those modules must import torch, fvcore and matplotlib
+# lazily, inside their command functions: `archcalc table` must never load them.
+# ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Console-script entry point (also `python -m archcalc`)."""
+    try:
+        app(prog_name="archcalc")
+    except BrokenPipeError:  # `archcalc table resnet152 | head`: not an error worth a traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

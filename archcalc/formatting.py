@@ -1,0 +1,181 @@
+"""One row model for every command's output, rendered as a rich table, markdown, CSV or JSON.
+
+A `Table` holds raw values (int, float ratio, shape tuple, text); how a value reads is
+decided here only: `cell()` for people (thousands separators, or K/M/G with units),
+`raw()` for machines (CSV, JSON).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+Value = Any  # int | float (a ratio) | tuple[int, ...] (a shape) | str | None
+UNITS = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the CSV / JSON name
+    header: str  # what people read, with its unit
+    numeric: bool = True  # right-aligned
+
+
+@dataclass
+class Table:
+    """Columns, rows of raw values, an optional totals row, and the lines around the table."""
+
+    columns: Sequence[Column]
+    rows: list[Sequence[Value]] = field(default_factory=list)
+    total: Sequence[Value] | None = None
+    title: str = ""  # the header line
+    notes: list[str] = field(default_factory=list)  # lines after the table
+
+    def records(self) -> list[dict[str, Value]]:
+        """Rows (and the totals row) as dicts of raw values keyed by column key."""
+        rows = [*self.rows, *([self.total] if self.total is not None else [])]
+        return [{c.key: raw(v) for c, v in zip(self.columns, row)} for row in rows]
+
+
+def number(n: int, units: bool = False) -> str:
+    """`46,764,746`, or with units `46.8M` (three significant digits; K = 1e3, M = 1e6, G = 1e9)."""
+    if not units or abs(n) < 1000:
+        return f"{n:,}"
+    for i, (size, suffix) in enumerate(UNITS):
+        if abs(n) >= size:
+            value = n / size
+            digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+            text = f"{value:.{digits}f}"
+            if abs(float(text)) >= 1000 and i > 0:  # 999.7M rounds to 1000M: say 1.00G
+                size, suffix = UNITS[i - 1]
+                text = f"{n / size:.2f}"
+            return f"{text}{suffix}"
+    raise AssertionError("unreachable")
+
+
+def shape(dims: Iterable[int]) -> str:
+    return "x".join(str(d) for d in dims)
+
+
+def cell(value: Value, units: bool = False) -> str:
+    """A raw value as people read it."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return number(value, units)
+    if isinstance(value, float):  # a ratio
+        return f"{value:,.3g}x" if value < 1000 else f"{value:,.0f}x"
+    if isinstance(value, tuple):
+        return shape(value)
+    return str(value)
+
+
+def raw(value: Value) -> Value:
+    """A raw value for CSV and JSON: shapes as lists, ratios rounded."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def plain_output(stream=None) -> bool:
+    """Plain text (no colour, no box drawing, no wrapping) unless writing to a terminal without NO_COLOR."""
+    stream = stream or sys.stdout
+    return bool(os.environ.get("NO_COLOR")) or not (hasattr(stream, "isatty") and stream.isatty())
+
+
+def _tabulate(table: Table, units: bool, fmt: str, bold_total: bool) -> str:
+    from tabulate import SEPARATING_LINE, tabulate
+
+    rows: list = [[cell(v, units) for v in row] for row in table.rows]
+    if table.total is not None:
+        total = [cell(v, units) if v not in (None, "") else "" for v in table.total]
+        if bold_total:
+            rows.append([f"**{v}**" if v else "" for v in total])
+        else:
+            rows += [SEPARATING_LINE, total]
+    return tabulate(
+        rows,
+        headers=[c.header for c in table.columns],
+        tablefmt=fmt,
+        colalign=["right" if c.numeric else "left" for c in table.columns],
+        disable_numparse=True,
+    )
+
+
+def _framed(table: Table, body: str, gap: str) -> str:
+    """The title line, the table, the notes."""
+    parts = [table.title, body, "\n".join(table.notes)]
+    return gap.join(p for p in parts if p) + "\n"
+
+
+def to_markdown(table: Table, units: bool = False) -> str:
+    """A pipe table (right-aligned numbers, bold totals) between the title and the notes."""
+    return _framed(table, _tabulate(table, units, "pipe", bold_total=True), "\n\n")
+
+
+def to_text(table: Table, units: bool = False) -> str:
+    """Plain text for pipes: no colour, no box drawing, one line per row, a rule above the totals."""
+    return _framed(table, _tabulate(table, units, "simple", bold_total=False), "\n")
+
+
+def to_csv(table: Table) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([c.key for c in table.columns])
+    for record in table.records():
+        writer.writerow(["x".join(map(str, v)) if isinstance(v, list) else "" if v is None else v
+                         for v in record.values()])
+    return out.getvalue()
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2) + "\n"
+
+
+def print_rich(table: Table, units: bool = False) -> None:
+    """A rich table for a terminal: numbers right-aligned, headers in bold, totals as a bold footer."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    console = Console(highlight=False)
+    grid = RichTable(box=box.SIMPLE, show_footer=table.total is not None, header_style="bold",
+                     footer_style="bold", pad_edge=False)
+    cells = [[cell(v, units) for v in row] for row in table.rows]
+    footer = ["" if v is None else cell(v, units) for v in table.total] if table.total is not None else None
+    for i, column in enumerate(table.columns):
+        # numbers and shapes are never folded or cropped; on a narrow terminal, names and ops wrap
+        widest = max((len(row[i]) for row in [*cells, *([footer] if footer else [])]), default=0)
+        grid.add_column(column.header, footer=footer[i] if footer else "", overflow="fold",
+                        justify="right" if column.numeric else "left",
+                        min_width=widest if column.numeric or column.key == "output_shape" else None)
+    for row in cells:
+        grid.add_row(*row)
+    if table.title:
+        console.print(table.title, markup=False)
+    console.print(grid)
+    for note in table.notes:
+        console.print(note, markup=False)
+
+
+def render(table: Table, fmt: str, units: bool = False) -> None:
+    """Print a table in one of the non-JSON formats."""
+    if fmt == "table" and not plain_output():
+        print_rich(table, units)
+    elif fmt == "table":
+        sys.stdout.write(to_text(table, units))
+    elif fmt == "markdown":
+        sys.stdout.write(to_markdown(table, units))
+    elif fmt == "csv":
+        sys.stdout.write(to_csv(table))
+    else:  # json of a generic table: its records
+        sys.stdout.write(to_json(table.records()))
