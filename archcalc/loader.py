@@ -111,8 +111,8 @@ class SpecFile:
                 raise SpecError(f"block {name!r} has no layers", file=self.file, line=bline)
         return dict(blocks)
 
-    def model(self, name: str | None = None, params: Mapping[str, Any] | None = None) -> Model:
-        """Build one model of this file (the only one, if name is None)."""
+    def _entry_name(self, name: str | None) -> str:
+        """The model `name` names in this file (the only one, if name is None)."""
         if name is None:
             if len(self.entries) != 1:
                 raise SpecError(f"holds several models ({', '.join(self.entries)}): name one as FILE:MODEL",
@@ -120,6 +120,15 @@ class SpecFile:
             name = next(iter(self.entries))
         if name not in self.entries:
             raise SpecError(f"has no model {name!r}{did_you_mean(name, self.entries)}", file=self.file)
+        return name
+
+    def defaults(self, name: str | None = None) -> dict[str, Any]:
+        """A model's parameters (settable with `params`) and their default values."""
+        return dict(self._resolved(self._entry_name(name))["defaults"])
+
+    def model(self, name: str | None = None, params: Mapping[str, Any] | None = None) -> Model:
+        """Build one model of this file (the only one, if name is None)."""
+        name = self._entry_name(name)
         entry = self._resolved(name)
         scope = dict(entry["defaults"])
         for key, value in (params or {}).items():

@@ -56,11 +56,23 @@ def load(spec: SpecLike, params: Mapping[str, Any] | None = None) -> Model:
         if params:
             raise SpecError("parameters can only be set on a spec loaded from YAML")
         return spec
+    spec_file, name = _find(spec)
+    return spec_file.model(name, params)
+
+
+def parameters(spec: str | Path) -> dict[str, Any]:
+    """The parameters a built-in name or YAML path accepts (`params=`, `--set`), with their defaults."""
+    spec_file, name = _find(spec)
+    return spec_file.defaults(name)
+
+
+def _find(spec: str | Path) -> tuple[SpecFile, str | None]:
+    """The spec file holding a built-in name or `file.yaml[:model]`, and the model's name in it."""
     text = str(spec)
     index = _builtin_index()
     if not isinstance(spec, Path) and text in index:
-        return index[text].model(text, params)
+        return index[text], text
     path, _, name = text.partition(":") if not Path(text).exists() else (text, "", "")
     if Path(path).suffix in (".yaml", ".yml") or Path(path).exists():
-        return SpecFile(path).model(name or None, params)
+        return SpecFile(path), name or None
     raise UnknownModelError(text, did_you_mean(text, index))
