@@ -11,10 +11,11 @@ import typer
 from archcalc import __version__
 from archcalc.cli_common import (
     BatchOption, Dtype, DtypeOption, FormatOption, InputOption, ModelArgument, OutputFormat, SetOption,
-    UnitsOption, analyse, fail,
+    UnitsOption, analyse, complete_model, settings_per_model,
 )
 from archcalc.formatting import render, to_json
-from archcalc.tables import layer_table
+from archcalc.registry import list_models
+from archcalc.tables import compare_table, compare_dict, layer_table, model_table
 
 app = typer.Typer(
     name="archcalc",
@@ -71,6 +72,48 @@ def table(
         return
     rows = result.fold(depth) if depth is not None else result.rows
     render(layer_table(result, rows, units), format.value, units)
+
+
+@app.command("list", epilog="Examples: archcalc list | archcalc list --units | archcalc list --format csv")
+def list_(format: FormatOption = OutputFormat.table, units: UnitsOption = False) -> None:
+    """Every built-in model: description, default input, params, MACs and depth."""
+    results = [analyse(name) for name in list_models()]
+    if format is OutputFormat.json:
+        sys.stdout.write(to_json(model_table(results).records()))
+        return
+    render(model_table(results), format.value, units)
+
+
+ModelsArgument = Annotated[
+    list[str],
+    typer.Argument(metavar="MODEL MODEL [MODEL...]", autocompletion=complete_model, show_default=False,
+                   help="Two or more built-in models or spec files; ratios are against the first."),
+]
+
+
+@app.command("compare", epilog="Examples: archcalc compare lenet alexnet | archcalc compare inception-naive "
+             "inception-bottleneck | archcalc compare conv7x7 stacked-3x3 --set C=64")
+def compare(
+    models: ModelsArgument,
+    input: InputOption = None,
+    batch: BatchOption = 1,
+    set: SetOption = None,
+    format: FormatOption = OutputFormat.table,
+    dtype: DtypeOption = Dtype.float32,
+    units: UnitsOption = False,
+) -> None:
+    """Totals side by side (params, MACs, FLOPs, activations, depth, receptive field), with ratios to the first.
+
+    --set applies to every model that has the parameter; --input to every model.
+    """
+    if len(models) < 2:
+        raise typer.BadParameter("give at least two models to compare", param_hint="MODEL")
+    per_model = settings_per_model(models, set)
+    results = [analyse(m, input=input, batch=batch, settings=s, dtype=dtype) for m, s in zip(models, per_model)]
+    if format is OutputFormat.json:
+        sys.stdout.write(to_json(compare_dict(results)))
+        return
+    render(compare_table(results), format.value, units)
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import yaml
 
 from archcalc.analysis import run
 from archcalc.errors import SpecError
-from archcalc.registry import list_models, load
+from archcalc.registry import list_models, load, parameters
 from archcalc.result import DTYPE_BYTES, Result
 from archcalc.spec import Model
 
@@ -128,6 +128,21 @@ def fail(message: object) -> NoReturn:
 def settings_dict(settings: list[Setting] | None) -> dict[str, Any]:
     """`--set` options as a parameter mapping; a key given twice keeps the last value."""
     return {s.key: s.value for s in settings or ()}
+
+
+def settings_per_model(specs: list[str], settings: list[Setting] | None) -> list[list[Setting]]:
+    """For each spec, the `--set` options it has a parameter for; a key that none has is an error."""
+    if not settings:
+        return [[] for _ in specs]
+    try:
+        known = [parameters(spec) for spec in specs]
+    except SpecError as err:
+        fail(err)
+    for s in settings:
+        if not any(s.key in names for names in known):
+            have = sorted({name for names in known for name in names})
+            fail(f"none of {', '.join(specs)} has a parameter {s.key!r}; their parameters: {', '.join(have) or 'none'}")
+    return [[s for s in settings if s.key in names] for names in known]
 
 
 def load_model(spec: str, settings: list[Setting] | None = None) -> Model:

@@ -49,3 +49,90 @@ def layer_table(result: Result, rows: Sequence[Row], units: bool = False) -> Tab
             f"depth: {CONVENTIONS['depth']}"
         ],
     )
+
+
+MODEL_COLUMNS = (
+    Column("name", "model", numeric=False),
+    Column("description", "description", numeric=False),
+    Column("input_shape", "input (CxHxW)", numeric=False),
+    Column("params", "params"),
+    Column("macs", "MACs"),
+    Column("depth", "depth"),
+)
+
+
+def model_table(results: Sequence[Result]) -> Table:
+    """One row per model: what it is, its default input, params, MACs and depth."""
+    return Table(
+        columns=MODEL_COLUMNS,
+        rows=[(r.model, r.description, r.input_shape[1:], r.total.params, r.total.macs, r.total.depth)
+              for r in results],
+        notes=[f"MACs = {CONVENTIONS['macs']}; depth = {CONVENTIONS['depth']}"],
+    )
+
+
+# (label, how to read the metric from a Result); the ratio is against the first model
+METRICS = (
+    ("params", lambda r: r.total.params),
+    ("MACs", lambda r: r.total.macs),
+    ("FLOPs", lambda r: r.total.flops),
+    ("activations", lambda r: r.total.activations),
+    ("activation bytes", lambda r: r.total.activation_bytes),
+    ("weight bytes", lambda r: r.total.params_bytes),
+    ("depth", lambda r: r.total.depth),
+    ("receptive field (px)", lambda r: r.total.receptive_field),
+)
+
+
+def ratio(value, first) -> float | None:
+    """value / first; receptive fields (h, w) compare by side when both axes scale alike."""
+    if isinstance(value, tuple):
+        ratios = {ratio(v, f) for v, f in zip(value, first)}
+        return ratios.pop() if len(ratios) == 1 else None
+    return value / first if first else None
+
+
+def compare_table(results: Sequence[Result]) -> Table:
+    """Totals side by side, one metric per row, each model after the first with its ratio to the first."""
+    first = results[0]
+    columns = [Column("metric", "metric", numeric=False), Column(first.model, first.model)]
+    for r in results[1:]:
+        columns += [Column(r.model, r.model), Column(f"{r.model}/{first.model}", f"x {first.model}")]
+    rows = [("input", first.input_shape[1:], *_pairs(results, lambda r: r.input_shape[1:], with_ratio=False))]
+    for label, metric in METRICS:
+        rows.append((label, metric(first), *_pairs(results, metric)))
+    return Table(
+        columns=columns,
+        rows=rows,
+        title=f"batch {first.batch}, {first.dtype}; MACs = {CONVENTIONS['macs']}; FLOPs = {CONVENTIONS['flops']}",
+        notes=[f"depth = {CONVENTIONS['depth']}"],
+    )
+
+
+def _pairs(results: Sequence[Result], metric, with_ratio: bool = True) -> list:
+    """For each model after the first: its value and its ratio to the first's."""
+    base = metric(results[0])
+    out: list = []
+    for r in results[1:]:
+        out += [metric(r), ratio(metric(r), base) if with_ratio else None]
+    return out
+
+
+def compare_dict(results: Sequence[Result]) -> dict:
+    """The comparison as JSON: every model's totals and its ratios to the first."""
+    first = results[0]
+    return {
+        "baseline": first.model,
+        "models": [
+            {
+                "model": r.model,
+                "input_shape": list(r.input_shape),
+                "batch": r.batch,
+                "dtype": r.dtype,
+                "total": r.total.to_dict(),
+                "ratios": {label: ratio(metric(r), metric(first)) for label, metric in METRICS},
+            }
+            for r in results
+        ],
+        "conventions": dict(CONVENTIONS),
+    }

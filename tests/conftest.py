@@ -1,0 +1,20 @@
+"""Shared pytest options."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true", default=False,
+        help="rewrite the golden files under tests/golden/ instead of comparing (also: ARCHCALC_UPDATE_GOLDEN=1)",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """Whether golden-file tests should rewrite their files (review the diff before committing)."""
+    return bool(request.config.getoption("--update-golden") or os.environ.get("ARCHCALC_UPDATE_GOLDEN"))
