@@ -7,9 +7,6 @@ decided here only: `cell()` for people (thousands separators, or K/M/G with unit
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -92,23 +89,43 @@ def plain_output(stream=None) -> bool:
     return bool(os.environ.get("NO_COLOR")) or not (hasattr(stream, "isatty") and stream.isatty())
 
 
-def _tabulate(table: Table, units: bool, fmt: str, bold_total: bool) -> str:
-    from tabulate import SEPARATING_LINE, tabulate
+def _tabulate(table: Table, units: bool) -> str:
+    """A markdown pipe table: numbers right-aligned, the totals row in bold."""
+    from tabulate import tabulate
 
-    rows: list = [[cell(v, units) for v in row] for row in table.rows]
+    rows = [[cell(v, units) for v in row] for row in table.rows]
     if table.total is not None:
-        total = [cell(v, units) if v not in (None, "") else "" for v in table.total]
-        if bold_total:
-            rows.append([f"**{v}**" if v else "" for v in total])
-        else:
-            rows += [SEPARATING_LINE, total]
+        rows.append(["" if v in (None, "") else f"**{cell(v, units)}**" for v in table.total])
     return tabulate(
         rows,
         headers=[c.header for c in table.columns],
-        tablefmt=fmt,
+        tablefmt="pipe",
         colalign=["right" if c.numeric else "left" for c in table.columns],
         disable_numparse=True,
     )
+
+
+def _aligned(table: Table, units: bool) -> str:
+    """Fixed-width columns two spaces apart, a rule under the header and above the totals.
+
+    Written out rather than through tabulate: this is the path `archcalc table` takes when
+    piped, and importing tabulate (with wcwidth) costs about a tenth of the command's time.
+    """
+    header = [c.header for c in table.columns]
+    rows = [[cell(v, units) for v in row] for row in table.rows]
+    total = [] if table.total is None else [["" if v is None else cell(v, units) for v in table.total]]
+    widths = [max(len(r[i]) for r in [header, *rows, *total]) for i in range(len(header))]
+    rule = "  ".join("-" * w for w in widths)
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if col.numeric else c.ljust(w) for c, w, col in zip(cells, widths, table.columns)
+        ).rstrip()
+
+    body = [line(header), rule, *map(line, rows)]
+    if total:
+        body += [rule, line(total[0])]
+    return "\n".join(body)
 
 
 def _framed(table: Table, body: str, gap: str) -> str:
@@ -119,15 +136,18 @@ def _framed(table: Table, body: str, gap: str) -> str:
 
 def to_markdown(table: Table, units: bool = False) -> str:
     """A pipe table (right-aligned numbers, bold totals) between the title and the notes."""
-    return _framed(table, _tabulate(table, units, "pipe", bold_total=True), "\n\n")
+    return _framed(table, _tabulate(table, units), "\n\n")
 
 
 def to_text(table: Table, units: bool = False) -> str:
     """Plain text for pipes: no colour, no box drawing, one line per row, a rule above the totals."""
-    return _framed(table, _tabulate(table, units, "simple", bold_total=False), "\n")
+    return _framed(table, _aligned(table, units), "\n")
 
 
 def to_csv(table: Table) -> str:
+    import csv
+    import io
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([c.key for c in table.columns])
@@ -138,6 +158,8 @@ def to_csv(table: Table) -> str:
 
 
 def to_json(data: Any) -> str:
+    import json
+
     return json.dumps(data, indent=2) + "\n"
 
 

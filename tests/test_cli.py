@@ -329,3 +329,12 @@ def test_python_dash_m_and_the_table_path_never_import_torch() -> None:
         assert "HEAVY []" in done.stderr
     done = run_module("table", "lenet", "--format", "json")
     assert done.returncode == 0 and json.loads(done.stdout)["model"] == "lenet"
+
+
+def test_shell_completion_offers_model_names() -> None:
+    # typer's completion protocol: the shell sets _ARCHCALC_COMPLETE and the words typed so far
+    env = {**os.environ, "_ARCHCALC_COMPLETE": "complete_bash", "COMP_WORDS": "archcalc table alexnet-",
+           "COMP_CWORD": "2"}
+    done = subprocess.run([sys.executable, "-m", "archcalc"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["alexnet-paper", "alexnet-torchvision"]
