@@ -19,8 +19,6 @@ from archcalc.tables import compare_table, compare_dict, layer_table, model_tabl
 
 app = typer.Typer(
     name="archcalc",
-    help="Output shapes, parameters, MACs/FLOPs, activation memory and receptive fields of CNNs, "
-    "computed from declarative specs without running them.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -39,7 +37,8 @@ def root(
         bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Output shapes, parameters, MACs/FLOPs, activation memory and receptive fields of CNNs, from specs.
+    """Output shapes, parameters, MACs/FLOPs, activation memory and receptive fields of CNNs, computed
+    from declarative specs without running them.
 
     Example: archcalc table alexnet --input 227
     """
@@ -86,7 +85,7 @@ def list_(format: FormatOption = OutputFormat.table, units: UnitsOption = False)
 
 ModelsArgument = Annotated[
     list[str],
-    typer.Argument(metavar="MODEL MODEL [MODEL...]", autocompletion=complete_model, show_default=False,
+    typer.Argument(metavar="MODELS", autocompletion=complete_model, show_default=False,
                    help="Two or more built-in models or spec files; ratios are against the first."),
 ]
 
@@ -122,6 +121,11 @@ def compare(
 # imported just above its line. Those modules must import torch, fvcore and matplotlib
 # lazily, inside their command functions: `archcalc table` must never load them.
 # ---------------------------------------------------------------------------------------
+
+from archcalc import bench_cli  # noqa: E402
+
+app.command("bench", epilog="Examples: archcalc bench --quick | archcalc bench -m resnet50 --size 224,512 "
+            "| archcalc bench --no-oracles")(bench_cli.bench)
 
 
 def main() -> None:

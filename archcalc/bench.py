@@ -1,0 +1,550 @@
+"""Measure archcalc's analysis against counters that run the network, and how each cost grows.
+
+Every function returns data (dataclasses); printing, markdown and plots live in
+`bench_report` and `bench_cli`. torch and fvcore are imported inside the functions that
+time them, so `archcalc bench --no-oracles` and `import archcalc.bench` need neither.
+
+What is timed, per case (model, input size, batch):
+- analysis: `archcalc.analyze(name, input=, batch=)` with the built-in YAML files already
+  parsed (warm): building the Model from the parsed file, then the walk. `run_only` is the
+  walk alone on a loaded Model. The cold figure (parsing every built-in file first) is
+  measured per model, apart.
+- fvcore: `FlopCountAnalysis(net, x).total()` (it traces the network with torch.jit).
+- flopcounter: one forward under `torch.utils.flop_counter.FlopCounterMode`.
+- forward: one plain forward pass under `torch.inference_mode()`.
+The three torch tools run under eval mode on a module from `torchbuild.build_module`
+(weights zeroed: `init=False`, the values do not change the timings of dense kernels).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import logging
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from typing import Callable, Iterable, Mapping, Sequence
+
+import archcalc
+from archcalc import registry
+from archcalc.analysis import run
+from archcalc.result import Result
+
+MODELS = ("alexnet-torchvision", "vgg16", "googlenet-torchvision", "resnet50", "resnet152")
+SIZES = (224, 512, 1024)
+BATCHES = (1, 32)
+DEPTH_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+TOOLS = ("fvcore", "flopcounter", "forward")  # the counters that run the network, and a plain pass
+TOOL_LABELS = {
+    "analysis": "archcalc load + analyse",
+    "fvcore": "fvcore FlopCountAnalysis",
+    "flopcounter": "torch FlopCounterMode",
+    "forward": "plain forward pass",
+}
+CLI_COMMANDS = {  # label -> argv after the Python interpreter
+    "archcalc table alexnet": ["-m", "archcalc", "table", "alexnet"],
+    'python -c "import torch"': ["-c", "import torch"],
+    'python -c "pass"': ["-c", "pass"],
+}
+
+
+# ---- settings and results -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to measure and how often; `quick()`, `standard()` and `full()` are the presets."""
+
+    models: tuple[str, ...] = MODELS
+    sizes: tuple[int, ...] = SIZES
+    batches: tuple[int, ...] = BATCHES
+    depth_models: tuple[str, ...] = DEPTH_MODELS
+    analysis_repeat: int = 30  # timed analyses per case (after one warm-up each), interleaved
+    tool_repeat: int = 3  # timed runs per case and torch tool, after one warm-up per model and tool
+    tool_seconds: float = 3.0  # stop repeating a tool on a case once its runs took this long (>= 1 run)
+    max_gmac: float = 100.0  # torch tools skip a case whose forward pass is more multiply-adds than this
+    max_memory_gb: float | None = None  # ... or could need more memory than this; None: half of what is free
+    cli_runs: int = 5  # timed processes per command line, after one warm-up each
+    oracles: bool = True  # False: the analysis side only (no torch, no fvcore)
+    profile: bool = True  # profile the analysis when a target is missed
+    # cases the targets need even beyond max_gmac (resnet152 at 1024 x 1024 for the 1000x goal)
+    required: tuple[tuple[str, int, int], ...] = (("resnet152", 1024, 1),)
+
+    @classmethod
+    def quick(cls) -> "Settings":
+        return cls(sizes=(224,), batches=(1,), analysis_repeat=15, tool_repeat=2, tool_seconds=1.0,
+                   max_gmac=20.0, cli_runs=3, required=())
+
+    @classmethod
+    def standard(cls) -> "Settings":
+        return cls()
+
+    @classmethod
+    def full(cls) -> "Settings":
+        return cls(analysis_repeat=100, tool_repeat=5, tool_seconds=60.0, max_gmac=float("inf"), cli_runs=10)
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    size: int
+    batch: int
+
+    @property
+    def input(self) -> tuple[int, int, int]:
+        return (3, self.size, self.size)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.size}x{self.size} x{self.batch}"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of each timed run (warm-ups not included)."""
+
+    times_s: tuple[float, ...]
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+    @property
+    def n(self) -> int:
+        return len(self.times_s)
+
+
+@dataclass
+class CaseResult:
+    """One case: what archcalc says it costs, and how long each tool took (or why it was skipped)."""
+
+    case: Case
+    macs: int
+    depth: int
+    memory_bytes: int  # params + every activation (float32): the most a traced pass could hold
+    analysis: Timing
+    run_only: Timing
+    peak_bytes: int  # tracemalloc peak of one warm load + analyse
+    tools: dict[str, Timing | str] = field(default_factory=dict)  # tool -> Timing, or why skipped
+
+    def seconds(self, tool: str) -> float | None:
+        if tool == "analysis":
+            return self.analysis.median_s
+        timing = self.tools.get(tool)
+        return timing.median_s if isinstance(timing, Timing) else None
+
+    def ratio(self, tool: str) -> float | None:
+        """How many times longer `tool` took than archcalc's load + analyse."""
+        seconds = self.seconds(tool)
+        return None if seconds is None else seconds / self.analysis.median_s
+
+
+@dataclass(frozen=True)
+class Target:
+    goal: str
+    measured: str
+    passed: bool | None  # None: not measured in this run
+
+
+@dataclass
+class BenchResult:
+    settings: Settings
+    machine: dict[str, str]
+    started: str
+    cases: list[CaseResult]
+    depth: list[CaseResult]
+    cold: dict[str, Timing]  # model -> load + analyse with nothing parsed yet
+    cli: dict[str, Timing | str]
+    profile: str = ""  # cProfile of resnet152's analysis, when a speed target is missed
+    split: tuple[float, float] | None = None  # resnet152: median s building the Model, walking it
+    duration_s: float = 0.0
+    targets: list[Target] = field(default_factory=list)
+
+    def find(self, model: str, size: int, batch: int) -> CaseResult | None:
+        return next((c for c in self.cases if c.case == Case(model, size, batch)), None)
+
+    @property
+    def skipped(self) -> list[tuple[str, str, str]]:
+        """(case, tool, reason) for every torch measurement that was not made."""
+        return [
+            (c.case.label, tool, why)
+            for c in {id(c): c for c in [*self.cases, *self.depth]}.values()
+            for tool, why in c.tools.items()
+            if isinstance(why, str)
+        ]
+
+
+# ---- the machine ----------------------------------------------------------------------
+
+
+def _package(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _meminfo(key: str) -> int | None:
+    """A /proc/meminfo figure in bytes (Linux), else None."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def machine_info(with_torch: bool) -> dict[str, str]:
+    """CPU, cores, memory, OS and versions, as text."""
+    total = _meminfo("MemTotal")
+    info = {
+        "CPU": _cpu_model(),
+        "logical CPUs": str(os.cpu_count()),
+        "memory": f"{total / 2**30:.1f} GiB" if total else "unknown",
+        "OS": platform.platform(),
+        "Python": platform.python_version(),
+        "archcalc": archcalc.__version__,
+    }
+    if with_torch:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch threads"] = str(torch.get_num_threads())
+        info["fvcore"] = _package("fvcore")
+    return info
+
+
+def memory_limit(settings: Settings) -> int:
+    """Bytes a torch case may need at most: the setting, else half of the memory free now."""
+    if settings.max_memory_gb is not None:
+        return int(settings.max_memory_gb * 1e9)
+    free = _meminfo("MemAvailable")
+    return free // 2 if free else 8 * 10**9
+
+
+# ---- archcalc's side ------------------------------------------------------------------
+
+
+def clear_parse_cache() -> None:
+    """Forget the parsed built-in YAML files: the next load reads and parses them all again."""
+    registry._builtin_files.cache_clear()
+    registry._builtin_index.cache_clear()
+
+
+def _analyse(case: Case) -> Result:
+    return archcalc.analyze(case.model, input=case.input, batch=case.batch)
+
+
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    """tracemalloc's peak of Python allocations while `fn` runs."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def time_analysis(cases: Sequence[Case], repeat: int) -> list[CaseResult]:
+    """Load + analyse (warm) and the walk alone for each case, `repeat` times each after a warm-up.
+
+    The cases are timed round-robin (case 1, 2, ..., then again), so a burst of load on a
+    shared machine lands on every case alike rather than on one input size.
+    """
+    results = {c: _analyse(c) for c in cases}  # warm-up: parses the YAML files once
+    models = {c: archcalc.load(c.model) for c in cases}
+    warm: dict[Case, list[float]] = {c: [] for c in cases}
+    walk: dict[Case, list[float]] = {c: [] for c in cases}
+    clock = time.perf_counter
+    for _ in range(repeat):
+        for c in cases:
+            start = clock()
+            _analyse(c)
+            warm[c].append(clock() - start)
+            model = models[c]
+            start = clock()
+            run(model, batch=c.batch, input=c.input)
+            walk[c].append(clock() - start)
+    return [
+        CaseResult(
+            case=c,
+            macs=results[c].total.macs,
+            depth=results[c].total.depth,
+            memory_bytes=results[c].total.params_bytes + results[c].total.activation_bytes,
+            analysis=Timing(tuple(warm[c])),
+            run_only=Timing(tuple(walk[c])),
+            peak_bytes=_peak_bytes(lambda c=c: _analyse(c)),
+        )
+        for c in cases
+    ]
+
+
+def time_cold(models: Iterable[str], repeat: int) -> dict[str, Timing]:
+    """Load + analyse at the model's default input with no built-in file parsed yet."""
+    times: dict[str, list[float]] = {m: [] for m in models}
+    for _ in range(repeat):
+        for model in times:
+            clear_parse_cache()
+            start = time.perf_counter()
+            archcalc.analyze(model)
+            times[model].append(time.perf_counter() - start)
+    return {m: Timing(tuple(t)) for m, t in times.items()}
+
+
+def profile_analysis(model: str = "resnet152", calls: int = 20, top: int = 15) -> str:
+    """cProfile of `calls` warm load + analyse calls: the functions with the most own time."""
+    archcalc.analyze(model)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        archcalc.analyze(model)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    text = out.getvalue()
+    return text[text.find("   ncalls"):].rstrip() if "   ncalls" in text else text.strip()
+
+
+def split_load_and_walk(model: str = "resnet152", repeat: int = 30) -> tuple[float, float]:
+    """Median seconds of building the Model from the parsed YAML, and of the walk alone."""
+    archcalc.analyze(model)
+    loads, walks = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        spec = archcalc.load(model)
+        middle = time.perf_counter()
+        run(spec)
+        loads.append(middle - start)
+        walks.append(time.perf_counter() - middle)
+    return statistics.median(loads), statistics.median(walks)
+
+
+# ---- the command line as a whole process ----------------------------------------------
+
+
+def time_processes(commands: Mapping[str, list[str]], runs: int) -> dict[str, Timing | str]:
+    """Each command line as a fresh `python` process: one warm-up, then `runs` timed, round-robin."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    failed: dict[str, str] = {}
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for attempt in range(runs + 1):
+        for label, argv in commands.items():
+            if label in failed:
+                continue
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, *argv], capture_output=True, env=env)
+            elapsed = time.perf_counter() - start
+            if done.returncode != 0:
+                lines = done.stderr.decode(errors="replace").strip().splitlines()
+                failed[label] = f"exit {done.returncode}: {lines[-1] if lines else 'no message'}"
+            elif attempt:
+                times[label].append(elapsed)
+    return {label: failed.get(label) or Timing(tuple(times[label])) for label in commands}
+
+
+# ---- the torch side -------------------------------------------------------------------
+
+
+def plan_skip(result: CaseResult, settings: Settings, limit_bytes: int) -> str:
+    """Why the torch tools should not run this case, or "" when they should."""
+    c = result.case
+    if result.memory_bytes > limit_bytes:
+        return (f"could need {result.memory_bytes / 1e9:,.1f} GB (weights + every activation, float32) "
+                f"> {limit_bytes / 1e9:,.1f} GB allowed")
+    required = (c.model, c.size, c.batch) in settings.required
+    if result.macs > settings.max_gmac * 1e9 and not required:
+        return f"{result.macs / 1e9:,.0f} GMAC per pass > the {settings.max_gmac:g} GMAC limit (too slow here)"
+    return ""
+
+
+def tool_runners(net, x) -> dict[str, Callable[[], object]]:
+    """One zero-argument call per torch tool, on module `net` and input `x`."""
+    import torch
+    from fvcore.nn import FlopCountAnalysis
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def fvcore() -> int:
+        analysis = FlopCountAnalysis(net, x)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        return analysis.total()
+
+    def flopcounter() -> int:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(x)
+        return counter.get_total_flops()
+
+    def forward() -> object:
+        with torch.inference_mode():
+            return net(x)
+
+    return {"fvcore": fvcore, "flopcounter": flopcounter, "forward": forward}
+
+
+def _repeat(fn: Callable[[], object], runs: int, budget_s: float) -> Timing:
+    times: list[float] = []
+    while len(times) < runs and (not times or sum(times) < budget_s):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return Timing(tuple(times))
+
+
+def time_tools(
+    results: Sequence[CaseResult],
+    settings: Settings,
+    progress: Callable[[str], None] = lambda text: None,
+) -> None:
+    """Fill each case's `tools` with the torch timings, or the reason a case was skipped."""
+    try:
+        import torch  # noqa: F401
+        import fvcore  # noqa: F401
+    except ImportError as err:
+        for r in results:
+            r.tools = {tool: f"not installed ({err.name}): pip install 'archcalc[crosscheck]'" for tool in TOOLS}
+        return
+    from archcalc.torchbuild import build_module
+
+    limit = memory_limit(settings)
+    warmed: set[tuple[str, str]] = set()
+    logging.getLogger("fvcore").setLevel(logging.ERROR)  # it logs every op it does not count
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for r in sorted(results, key=lambda r: (r.case.model, r.macs)):
+            reason = plan_skip(r, settings, limit)
+            if reason:
+                r.tools = {tool: reason for tool in TOOLS}
+                progress(f"skip {r.case.label}: {reason}")
+                continue
+            c = r.case
+            net = build_module(c.model, input=c.input, init=False).eval()
+            x = torch.zeros((c.batch, *c.input))
+            for tool, fn in tool_runners(net, x).items():
+                if (c.model, tool) not in warmed:  # the model's smallest case comes first
+                    fn()
+                    warmed.add((c.model, tool))
+                r.tools[tool] = _repeat(fn, settings.tool_repeat, settings.tool_seconds)
+                progress(f"{c.label}: {TOOL_LABELS[tool]} {r.tools[tool].median_s:.3f} s")
+            del net, x
+
+
+# ---- everything, and the targets -------------------------------------------------------
+
+
+def cases_for(models: Iterable[str], sizes: Iterable[int], batches: Iterable[int]) -> list[Case]:
+    return [Case(m, s, b) for m in models for s in sizes for b in batches]
+
+
+def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda text: None) -> BenchResult:
+    """Measure everything the settings ask for, in one process, and check the targets."""
+    began = time.perf_counter()
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cases = cases_for(settings.models, settings.sizes, settings.batches)
+    depth_cases = cases_for(settings.depth_models, (224,), (1,))
+    unique = list(dict.fromkeys([*cases, *depth_cases]))  # resnet50/152 at 224 serve both lists
+    progress(f"archcalc: {len(unique)} cases x {settings.analysis_repeat} analyses")
+    measured = {r.case: r for r in time_analysis(unique, settings.analysis_repeat)}
+    results, depth = [measured[c] for c in cases], [measured[c] for c in depth_cases]
+    cold = time_cold(dict.fromkeys([*settings.models, *settings.depth_models]), max(3, settings.analysis_repeat // 5))
+    if settings.cli_runs:
+        progress(f"command lines: {settings.cli_runs} processes each")
+        cli: dict[str, Timing | str] = time_processes(CLI_COMMANDS, settings.cli_runs)
+    else:
+        cli = {label: "not asked for (--cli-runs 0)" for label in CLI_COMMANDS}
+    if settings.oracles:
+        time_tools(list(measured.values()), settings, progress)
+    else:
+        for r in measured.values():
+            r.tools = {tool: "not asked for (--no-oracles)" for tool in TOOLS}
+    bench = BenchResult(settings, machine_info(settings.oracles), started, results, depth, cold, cli)
+    bench.targets = evaluate_targets(bench)
+    if settings.profile and any(t.passed is False for t in bench.targets):
+        progress("a target was missed: profiling resnet152's load + analyse")
+        bench.split = split_load_and_walk()
+        bench.profile = profile_analysis()
+    bench.duration_s = time.perf_counter() - began
+    return bench
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}x"
+
+
+def evaluate_targets(bench: BenchResult) -> list[Target]:
+    """The issue's goals, each with what this run measured; the resnet152 speed goal comes last."""
+    targets = []
+    at_224 = [r for r in bench.cases if r.case.size == 224 and r.case.batch == 1]
+    ratios = {r.case.model: r.ratio("fvcore") for r in at_224}
+    known = [v for v in ratios.values() if v is not None]
+    targets.append(Target(
+        "analysis >= 100x faster than fvcore on every model at 224x224 (batch 1)",
+        ", ".join(f"{m} {_x(v)}" for m, v in ratios.items()) or "not measured",
+        None if not known else min(known) >= 100 and len(known) == len(ratios),
+    ))
+    big = bench.find("resnet152", 1024, 1)
+    ratio = big.ratio("fvcore") if big else None
+    targets.append(Target("analysis >= 1000x faster than fvcore on resnet152 at 1024x1024", _x(ratio),
+                          None if ratio is None else ratio >= 1000))
+    targets.append(_flatness(bench, "size", "from 224 to 1024 (batch 1)",
+                             lambda r: r.case.batch == 1 and r.case.size == min(bench.settings.sizes),
+                             lambda r: bench.find(r.case.model, max(bench.settings.sizes), 1)))
+    targets.append(_flatness(bench, "batch", "from batch 1 to 32 (224x224)",
+                             lambda r: r.case.batch == min(bench.settings.batches) and r.case.size == 224,
+                             lambda r: bench.find(r.case.model, 224, max(bench.settings.batches))))
+    peak = max((r.peak_bytes for r in bench.cases), default=0)
+    targets.append(Target("analysis peak memory < 50 MB at every input size (tracemalloc)",
+                          f"{peak / 1e6:.2f} MB at most", peak < 50e6 if bench.cases else None))
+    table, torch_ = bench.cli.get("archcalc table alexnet"), bench.cli.get('python -c "import torch"')
+    if isinstance(table, Timing) and isinstance(torch_, Timing):
+        share = table.median_s / torch_.median_s
+        targets.append(Target('`archcalc table alexnet` process <= 0.25x `python -c "import torch"`',
+                              f"{table.median_s:.3f} s / {torch_.median_s:.3f} s = {share:.2f}x", share <= 0.25))
+    else:
+        targets.append(Target('`archcalc table alexnet` process <= 0.25x `python -c "import torch"`',
+                              f"not measured: {table if isinstance(table, str) else torch_}", None))
+    r152 = next((r for r in [*bench.cases, *bench.depth] if r.case == Case("resnet152", 224, 1)), None)
+    targets.append(Target(
+        "resnet152 analysed in < 5 ms in-process (load + analyse, warm)",
+        f"{r152.analysis.median_s * 1e3:.2f} ms (the walk alone {r152.run_only.median_s * 1e3:.2f} ms)" if r152
+        else "not measured",
+        None if r152 is None else r152.analysis.median_s < 0.005,
+    ))
+    return targets
+
+
+def _flatness(bench: BenchResult, what: str, span: str, is_base, partner) -> Target:
+    """Largest relative change of the analysis time between each base case and its partner."""
+    changes = []
+    for r in bench.cases:
+        other = partner(r) if is_base(r) else None
+        if other is not None and other is not r:
+            changes.append((r.case.model, other.analysis.median_s / r.analysis.median_s - 1))
+    if not changes:
+        return Target(f"analysis time flat within 10% {span}", "not measured", None)
+    worst = max(changes, key=lambda item: abs(item[1]))
+    shown = ", ".join(f"{m} {v:+.1%}" for m, v in changes)
+    return Target(f"analysis time flat within 10% {span}", f"{shown} (worst {worst[0]})", abs(worst[1]) <= 0.10)
