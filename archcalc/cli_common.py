@@ -69,7 +69,7 @@ def parse_input(text: str | InputSize) -> InputSize:
     if isinstance(text, InputSize):
         return text
     parts = re.split(r"\s*[x×,*]\s*", str(text).strip().lower())
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+    if not 1 <= len(parts) <= 3 or not all(re.fullmatch("[0-9]+", p) for p in parts):
         raise typer.BadParameter(f"{text!r} is not CxHxW, HxW or a size (e.g. 3x227x227, 227)")
     dims = tuple(int(p) for p in parts)
     if min(dims) < 1:

@@ -92,19 +92,29 @@ def ratio(value, first) -> float | None:
     return value / first if first else None
 
 
+def labels(results: Sequence[Result]) -> list[str]:
+    """Model names, made unique (`vgg16`, `vgg16 (2)`) so that columns and CSV keys do not collide."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in results:
+        seen[r.model] = seen.get(r.model, 0) + 1
+        out.append(r.model if seen[r.model] == 1 else f"{r.model} ({seen[r.model]})")
+    return out
+
+
 def compare_table(results: Sequence[Result]) -> Table:
     """Totals side by side, one metric per row, each model after the first with its ratio to the first."""
-    first = results[0]
-    columns = [Column("metric", "metric", numeric=False), Column(first.model, first.model)]
-    for r in results[1:]:
-        columns += [Column(r.model, r.model), Column(f"{r.model}/{first.model}", f"x {first.model}")]
-    rows = [("input", first.input_shape[1:], *_pairs(results, lambda r: r.input_shape[1:], with_ratio=False))]
+    first, *others = labels(results)
+    columns = [Column("metric", "metric", numeric=False), Column(first, first)]
+    for label in others:
+        columns += [Column(label, label), Column(f"{label}/{first}", f"x {first}")]
+    rows = [("input", results[0].input_shape[1:], *_pairs(results, lambda r: r.input_shape[1:], with_ratio=False))]
     for label, metric in METRICS:
-        rows.append((label, metric(first), *_pairs(results, metric)))
+        rows.append((label, metric(results[0]), *_pairs(results, metric)))
     return Table(
         columns=columns,
         rows=rows,
-        title=f"batch {first.batch}, {first.dtype}; MACs = {CONVENTIONS['macs']}; FLOPs = {CONVENTIONS['flops']}",
+        title=f"batch {results[0].batch}, {results[0].dtype}; MACs = {CONVENTIONS['macs']}; FLOPs = {CONVENTIONS['flops']}",
         notes=[f"depth = {CONVENTIONS['depth']}"],
     )
 

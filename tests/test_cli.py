@@ -203,6 +203,8 @@ def test_compare_formats() -> None:
     alexnet = data["models"][1]
     assert alexnet["total"] == archcalc.analyze("alexnet").total.to_dict()
     assert alexnet["ratios"]["params"] == pytest.approx(46_764_746 / 61_706)
+    same = csv_rows("compare", "lenet", "lenet", "--input", "1x32x32")
+    assert list(same[0]) == ["metric", "lenet", "lenet (2)", "lenet (2)/lenet"]
 
 
 # ---------------------------------------------------------------------------- errors
@@ -237,6 +239,7 @@ def test_spec_error_is_one_line(tmp_path: Path) -> None:
         (["table", "alexnet", "--input", "3x0x5"], "every size must be at least 1"),
         (["table", "alexnet", "--input", "big"], "is not CxHxW"),
         (["table", "alexnet", "--input", "1x2x3x4"], "is not CxHxW"),
+        (["table", "alexnet", "--input", "²"], "is not CxHxW"),  # a digit to str.isdigit, not to int()
         (["table", "alexnet", "--batch", "-1"], "--batch"),
         (["table", "alexnet", "--batch", "0"], "--batch"),
         (["table", "alexnet", "--format", "xml"], "'xml' is not one of"),
