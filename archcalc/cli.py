@@ -48,7 +48,7 @@ DepthOption = Annotated[
     Optional[int],
     typer.Option("--depth", "-d", min=1, metavar="N", show_default=False,
                  help="Fold composites (blocks, Inception modules, residual blocks, stages) deeper than N "
-                 "path levels into one row with their summed cost."),
+                 "path levels into one row with their summed cost (JSON always lists every layer)."),
 ]
 
 

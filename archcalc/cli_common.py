@@ -108,13 +108,15 @@ SetOption = Annotated[
     ),
 ]
 FormatOption = Annotated[
-    OutputFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")
+    OutputFormat,
+    typer.Option("--format", "-f", case_sensitive=False,
+                 help="table (plain text when piped or NO_COLOR is set), markdown, csv, or json (machine-readable)."),
 ]
 DtypeOption = Annotated[
     Dtype, typer.Option("--dtype", case_sensitive=False, help="Element type for the memory (bytes) columns.")
 ]
 UnitsOption = Annotated[
-    bool, typer.Option("--units/--exact", "-u", help="Numbers in K/M/G units instead of exact integers.")
+    bool, typer.Option("--units/--exact", "-u", help="K/M/G units (K = 1e3) instead of exact integers; CSV and JSON stay exact.")
 ]
 
 
