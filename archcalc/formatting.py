@@ -21,6 +21,7 @@ class Column:
     key: str  # the CSV / JSON name
     header: str  # what people read, with its unit
     numeric: bool = True  # right-aligned
+    wrap: bool = False  # may wrap on a narrow terminal (names, descriptions); numbers and shapes never do
 
 
 @dataclass
@@ -175,11 +176,10 @@ def print_rich(table: Table, units: bool = False) -> None:
     cells = [[cell(v, units) for v in row] for row in table.rows]
     footer = ["" if v is None else cell(v, units) for v in table.total] if table.total is not None else None
     for i, column in enumerate(table.columns):
-        # numbers and shapes are never folded or cropped; on a narrow terminal, names and ops wrap
         widest = max((len(row[i]) for row in [*cells, *([footer] if footer else [])]), default=0)
         grid.add_column(column.header, footer=footer[i] if footer else "", overflow="fold",
                         justify="right" if column.numeric else "left",
-                        min_width=widest if column.numeric or column.key == "output_shape" else None)
+                        min_width=None if column.wrap else widest)
     for row in cells:
         grid.add_row(*row)
     if table.title:

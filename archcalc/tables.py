@@ -8,8 +8,8 @@ from archcalc.formatting import Column, Table, cell, shape
 from archcalc.result import CONVENTIONS, DTYPE_BYTES, Result, Row
 
 LAYER_COLUMNS = (
-    Column("name", "layer", numeric=False),
-    Column("op", "op", numeric=False),
+    Column("name", "layer", numeric=False, wrap=True),
+    Column("op", "op", numeric=False, wrap=True),
     Column("output_shape", "output", numeric=False),
     Column("params", "params"),
     Column("macs", "MACs"),
@@ -52,8 +52,8 @@ def layer_table(result: Result, rows: Sequence[Row], units: bool = False) -> Tab
 
 
 MODEL_COLUMNS = (
-    Column("name", "model", numeric=False),
-    Column("description", "description", numeric=False),
+    Column("name", "model", numeric=False, wrap=True),
+    Column("description", "description", numeric=False, wrap=True),
     Column("input_shape", "input (CxHxW)", numeric=False),
     Column("params", "params"),
     Column("macs", "MACs"),
