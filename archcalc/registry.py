@@ -73,6 +73,6 @@ def _find(spec: str | Path) -> tuple[SpecFile, str | None]:
     if not isinstance(spec, Path) and text in index:
         return index[text], text
     path, _, name = text.partition(":") if not Path(text).exists() else (text, "", "")
-    if Path(path).suffix in (".yaml", ".yml") or Path(path).exists():
+    if path.strip() and (Path(path).suffix in (".yaml", ".yml") or Path(path).is_file()):
         return SpecFile(path), name or None
     raise UnknownModelError(text, did_you_mean(text, index))

@@ -79,3 +79,9 @@ def test_dataclass_fields_are_validated_on_construction() -> None:
 def test_bad_analysis_arguments(kwargs, reason) -> None:
     with pytest.raises(SpecError, match=reason):
         archcalc.analyze("lenet", **kwargs)
+
+
+@pytest.mark.parametrize("name", ["", "."])
+def test_empty_or_directory_names_are_unknown_models(name) -> None:
+    with pytest.raises(archcalc.UnknownModelError, match="unknown model"):
+        archcalc.load(name)
