@@ -19,6 +19,7 @@ The three torch tools run under eval mode on a module from `torchbuild.build_mod
 from __future__ import annotations
 
 import cProfile
+import gc
 import io
 import logging
 import os
@@ -69,9 +70,9 @@ class Settings:
     sizes: tuple[int, ...] = SIZES
     batches: tuple[int, ...] = BATCHES
     depth_models: tuple[str, ...] = DEPTH_MODELS
-    analysis_repeat: int = 30  # timed analyses per case (after one warm-up each), interleaved
+    analysis_repeat: int = 50  # timed analyses per case (after one warm-up each), interleaved
     tool_repeat: int = 3  # timed runs per case and torch tool, after one warm-up per model and tool
-    tool_seconds: float = 3.0  # stop repeating a tool on a case once its runs took this long (>= 1 run)
+    tool_seconds: float = 2.0  # stop repeating a tool on a case once its runs took this long (>= 1 run)
     max_gmac: float = 100.0  # torch tools skip a case whose forward pass is more multiply-adds than this
     max_memory_gb: float | None = None  # ... or could need more memory than this; None: half of what is free
     cli_runs: int = 5  # timed processes per command line, after one warm-up each
@@ -163,7 +164,7 @@ class BenchResult:
     started: str
     cases: list[CaseResult]
     depth: list[CaseResult]
-    cold: dict[str, Timing]  # model -> load + analyse with nothing parsed yet
+    cold: dict[str, ColdLoad]  # model -> load + analyse with nothing parsed yet
     cli: dict[str, Timing | str]
     profile: str = ""  # cProfile of resnet152's analysis, when a speed target is missed
     split: tuple[float, float] | None = None  # resnet152: median s building the Model, walking it
@@ -272,23 +273,31 @@ def _peak_bytes(fn: Callable[[], object]) -> int:
 def time_analysis(cases: Sequence[Case], repeat: int) -> list[CaseResult]:
     """Load + analyse (warm) and the walk alone for each case, `repeat` times each after a warm-up.
 
-    The cases are timed round-robin (case 1, 2, ..., then again), so a burst of load on a
-    shared machine lands on every case alike rather than on one input size.
+    A model's cases are timed round-robin (224 x1, 224 x32, 512 x1, ..., then again), so
+    a burst of load on a shared machine lands on every input size alike. As in `timeit`,
+    the garbage collector is off while timing: a collection landing in a 0.6 ms call
+    otherwise moves it by 20%, which would hide whether the time depends on the input.
     """
     results = {c: _analyse(c) for c in cases}  # warm-up: parses the YAML files once
-    models = {c: archcalc.load(c.model) for c in cases}
     warm: dict[Case, list[float]] = {c: [] for c in cases}
     walk: dict[Case, list[float]] = {c: [] for c in cases}
     clock = time.perf_counter
-    for _ in range(repeat):
-        for c in cases:
-            start = clock()
-            _analyse(c)
-            warm[c].append(clock() - start)
-            model = models[c]
-            start = clock()
-            run(model, batch=c.batch, input=c.input)
-            walk[c].append(clock() - start)
+    for model in dict.fromkeys(c.model for c in cases):
+        mine = [c for c in cases if c.model == model]
+        spec = archcalc.load(model)
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(repeat):
+                for c in mine:
+                    start = clock()
+                    _analyse(c)
+                    warm[c].append(clock() - start)
+                    start = clock()
+                    run(spec, batch=c.batch, input=c.input)
+                    walk[c].append(clock() - start)
+        finally:
+            gc.enable()
     return [
         CaseResult(
             case=c,
@@ -303,16 +312,28 @@ def time_analysis(cases: Sequence[Case], repeat: int) -> list[CaseResult]:
     ]
 
 
-def time_cold(models: Iterable[str], repeat: int) -> dict[str, Timing]:
+@dataclass(frozen=True)
+class ColdLoad:
+    """Load + analyse with every built-in YAML file read and parsed first."""
+
+    timing: Timing
+    peak_bytes: int  # tracemalloc peak of one such call
+
+
+def _cold(model: str) -> Result:
+    clear_parse_cache()
+    return archcalc.analyze(model)
+
+
+def time_cold(models: Iterable[str], repeat: int) -> dict[str, ColdLoad]:
     """Load + analyse at the model's default input with no built-in file parsed yet."""
     times: dict[str, list[float]] = {m: [] for m in models}
     for _ in range(repeat):
         for model in times:
-            clear_parse_cache()
             start = time.perf_counter()
-            archcalc.analyze(model)
+            _cold(model)
             times[model].append(time.perf_counter() - start)
-    return {m: Timing(tuple(t)) for m, t in times.items()}
+    return {m: ColdLoad(Timing(tuple(t)), _peak_bytes(lambda m=m: _cold(m))) for m, t in times.items()}
 
 
 def profile_analysis(model: str = "resnet152", calls: int = 20, top: int = 15) -> str:

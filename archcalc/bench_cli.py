@@ -71,12 +71,12 @@ def bench(
         "--depth-model", metavar="NAME[,NAME]", show_default=False,
         help="Models of the time-vs-depth sweep at 224x224; default: resnet18, 34, 50, 101, 152.")] = None,
     repeat: Annotated[Optional[int], typer.Option(
-        "--repeat", "-r", min=1, show_default=False, help="Timed analyses per case (default 30).")] = None,
+        "--repeat", "-r", min=1, show_default=False, help="Timed analyses per case (default 50).")] = None,
     tool_repeat: Annotated[Optional[int], typer.Option(
         "--tool-repeat", min=1, show_default=False, help="Timed runs per case of each torch tool (default 3).")] = None,
     tool_seconds: Annotated[Optional[float], typer.Option(
         "--tool-seconds", min=0, show_default=False,
-        help="Stop repeating a torch tool on a case once its runs took this long (default 3).")] = None,
+        help="Stop repeating a torch tool on a case once its runs took this long (default 2).")] = None,
     max_gmac: Annotated[Optional[float], typer.Option(
         "--max-gmac", min=0, show_default=False,
         help="Torch tools skip cases above this many GMAC per pass (default 100; resnet152 at 1024 is "

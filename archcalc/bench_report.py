@@ -74,7 +74,8 @@ def render_markdown(bench: BenchResult, command: str, plots: dict[str, str]) -> 
         "## archcalc against the counters that run the network",
         "",
         f"Median wall-clock time per call. archcalc: {s.analysis_repeat} timed calls per case after a "
-        "warm-up, all cases timed round-robin; *archcalc* is `archcalc.analyze(name, input=, batch=)` "
+        "warm-up, a model's cases timed round-robin, the garbage collector off while timing (as in "
+        "`timeit`); *archcalc* is `archcalc.analyze(name, input=, batch=)` "
         "with the YAML files already parsed (building the Model from them, then the walk), *walk only* "
         "is `analysis.run` on a loaded Model, *peak mem* is tracemalloc's peak for one archcalc call. "
         f"torch tools: up to {s.tool_repeat} timed runs per case (fewer once they took "
@@ -98,10 +99,11 @@ def render_markdown(bench: BenchResult, command: str, plots: dict[str, str]) -> 
             "",
             "`archcalc.analyze(name)` at the model's default input after forgetting the parsed files "
             "(`registry._builtin_files` and `_builtin_index` cleared), so every built-in YAML file is "
-            "read and parsed again: what the first call in a process pays.",
+            "read and parsed again: what the first call in a process pays. Peak memory by tracemalloc.",
             "",
-            tabulate([[m, seconds(t.median_s), t.n] for m, t in bench.cold.items()],
-                     ["model", "cold load + analyse", "runs"], tablefmt="github", disable_numparse=True),
+            tabulate([[m, seconds(c.timing.median_s), c.timing.n, f"{c.peak_bytes / 1e6:.2f} MB"]
+                      for m, c in bench.cold.items()],
+                     ["model", "cold load + analyse", "runs", "peak mem"], tablefmt="github", disable_numparse=True),
             "",
         ]
     lines += [

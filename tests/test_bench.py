@@ -68,6 +68,9 @@ def test_bench_writes_markdown_with_every_section(report):
                     "## Cold start", "## The command line as a whole process", "## Not measured"):
         assert heading in text, heading
     assert "`archcalc bench --quick --model resnet18" in text  # the command line, for rerunning it
+    cold = text.split("## Cold start")[1].split("##")[0]
+    assert [line.split("|")[1].strip() for line in cold.splitlines() if line.startswith("| resnet")] == [
+        "resnet18", "resnet34"]
     _assert_valid_tables(text)
     assert "target" in stdout and "wrote" in stdout
 
