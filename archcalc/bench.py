@@ -71,7 +71,7 @@ class Settings:
     batches: tuple[int, ...] = BATCHES
     depth_models: tuple[str, ...] = DEPTH_MODELS
     analysis_repeat: int = 50  # timed analyses per case (after one warm-up each), interleaved
-    tool_repeat: int = 3  # timed runs per case and torch tool, after one warm-up per model and tool
+    tool_repeat: int = 5  # timed runs per case and torch tool, after one warm-up per model and tool
     tool_seconds: float = 2.0  # stop repeating a tool on a case once its runs took this long (>= 1 run)
     max_gmac: float = 100.0  # torch tools skip a case whose forward pass is more multiply-adds than this
     max_memory_gb: float | None = None  # ... or could need more memory than this; None: half of what is free
@@ -83,7 +83,7 @@ class Settings:
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(sizes=(224,), batches=(1,), analysis_repeat=15, tool_repeat=2, tool_seconds=1.0,
+        return cls(sizes=(224,), batches=(1,), analysis_repeat=15, tool_repeat=3, tool_seconds=1.0,
                    max_gmac=20.0, cli_runs=3, required=())
 
     @classmethod
@@ -92,7 +92,7 @@ class Settings:
 
     @classmethod
     def full(cls) -> "Settings":
-        return cls(analysis_repeat=100, tool_repeat=5, tool_seconds=60.0, max_gmac=float("inf"), cli_runs=10)
+        return cls(analysis_repeat=100, tool_repeat=7, tool_seconds=60.0, max_gmac=float("inf"), cli_runs=10)
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,15 @@ def _meminfo(key: str) -> int | None:
     return None
 
 
-def machine_info(with_torch: bool) -> dict[str, str]:
+def _load_average() -> str:
+    """Other work on the machine while the benchmark ran: it slows the torch tools most."""
+    try:
+        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def machine_info(with_torch: bool, load_at_start: str = "unknown") -> dict[str, str]:
     """CPU, cores, memory, OS and versions, as text."""
     total = _meminfo("MemTotal")
     info = {
@@ -227,6 +235,7 @@ def machine_info(with_torch: bool) -> dict[str, str]:
         "memory": f"{total / 2**30:.1f} GiB" if total else "unknown",
         "OS": platform.platform(),
         "Python": platform.python_version(),
+        "load average (1, 5, 15 min), start / end": f"{load_at_start} / {_load_average()}",
         "archcalc": archcalc.__version__,
     }
     if with_torch:
@@ -483,6 +492,7 @@ def cases_for(models: Iterable[str], sizes: Iterable[int], batches: Iterable[int
 def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda text: None) -> BenchResult:
     """Measure everything the settings ask for, in one process, and check the targets."""
     began = time.perf_counter()
+    load_at_start = _load_average()
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cases = cases_for(settings.models, settings.sizes, settings.batches)
     depth_cases = cases_for(settings.depth_models, (224,), (1,))
@@ -501,7 +511,7 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda t
     else:
         for r in measured.values():
             r.tools = {tool: "not asked for (--no-oracles)" for tool in TOOLS}
-    bench = BenchResult(settings, machine_info(settings.oracles), started, results, depth, cold, cli)
+    bench = BenchResult(settings, machine_info(settings.oracles, load_at_start), started, results, depth, cold, cli)
     bench.targets = evaluate_targets(bench)
     if settings.profile and any(t.passed is False for t in bench.targets):
         progress("a target was missed: profiling resnet152's load + analyse")

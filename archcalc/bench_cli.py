@@ -58,7 +58,7 @@ def bench(
     ctx: typer.Context,
     quick: Annotated[bool, typer.Option("--quick", help="224x224, batch 1, few repeats: about a minute.")] = False,
     full: Annotated[bool, typer.Option(
-        "--full", help="Every case that fits in memory, 5 runs each: an hour or more on a laptop.")] = False,
+        "--full", help="Every case that fits in memory, up to 7 runs each: an hour or more on two cores.")] = False,
     models: Annotated[ListOption, typer.Option(
         "--model", "-m", metavar="NAME[,NAME]", show_default=False,
         help="Models to time (repeatable); default: alexnet-torchvision, vgg16, googlenet-torchvision, "
@@ -73,7 +73,7 @@ def bench(
     repeat: Annotated[Optional[int], typer.Option(
         "--repeat", "-r", min=1, show_default=False, help="Timed analyses per case (default 50).")] = None,
     tool_repeat: Annotated[Optional[int], typer.Option(
-        "--tool-repeat", min=1, show_default=False, help="Timed runs per case of each torch tool (default 3).")] = None,
+        "--tool-repeat", min=1, show_default=False, help="Timed runs per case of each torch tool (default 5).")] = None,
     tool_seconds: Annotated[Optional[float], typer.Option(
         "--tool-seconds", min=0, show_default=False,
         help="Stop repeating a torch tool on a case once its runs took this long (default 2).")] = None,
