@@ -32,8 +32,19 @@ def analyze(
     return run(load(spec, params), batch=batch, input=input, dtype=dtype)
 
 
+def build_module(spec: str | Model, **options: Any):
+    """The spec as a trainable torch.nn.Module named like the calculator's rows (needs torch).
+
+    Options: input, params, device, dtype, init, validate; see archcalc.torchbuild.build_module.
+    """
+    from archcalc.torchbuild import build_module as build  # torch is imported only here
+
+    return build(spec, **options)
+
+
 __all__ = [
-    "analyze", "load", "list_models", "SpecError", "UnknownModelError", "Result", "Row", "Totals", "CONVENTIONS",
+    "analyze", "build_module", "load", "list_models", "SpecError", "UnknownModelError", "Result", "Row", "Totals",
+    "CONVENTIONS",
     "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm2d",
     "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",
     "Sequential", "Concat", "Residual", "Repeat", "__version__",

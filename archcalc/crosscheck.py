@@ -10,7 +10,6 @@ gap, shown, and not counted as a disagreement. torch and fvcore are imported her
 
 from __future__ import annotations
 
-import gc
 import statistics
 import time
 import warnings
@@ -415,8 +414,7 @@ def check_model(
     try:
         checked = check_module(net, result, runs=runs, warmup=warmup)
     finally:
-        del net
-        gc.collect()
+        del net  # nothing else refers to it: the weights are freed here (tested), no gc pass needed
         if where.type == "cuda":
             torch.cuda.empty_cache()
     return replace(checked, seconds=time.perf_counter() - started)

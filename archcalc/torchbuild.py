@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archcalc.analysis import child_keys, run
+from archcalc.errors import SpecError
 from archcalc.registry import SpecLike, load
 from archcalc import spec as S
 from archcalc.spec import Layers, Model, Node, pair
@@ -26,10 +27,14 @@ from archcalc.spec import Layers, Model, Node, pair
 
 
 def _add_children(module: nn.Module, children: Mapping[str, nn.Module]) -> None:
-    # Straight into _modules: a spec may name a layer `eval` or `append`, which add_module
-    # refuses because the attribute exists; named_modules() and state_dict() still see it.
     for key, child in children.items():
-        module._modules[key] = child
+        try:
+            module.add_module(key, child)
+        except KeyError:  # a spec may name a layer `training` or `forward`; torch cannot
+            raise SpecError(
+                f"a layer named {key!r} cannot be a torch submodule ({type(module).__name__} already has an "
+                f"attribute {key!r}): rename it to build the network"
+            ) from None
 
 
 class Sequence(nn.Sequential):
@@ -37,8 +42,8 @@ class Sequence(nn.Sequential):
 
     def __init__(self, children: Mapping[str, nn.Module], kind: str = "sequential") -> None:
         super().__init__()
-        _add_children(self, children)
         self.kind = kind
+        _add_children(self, children)
 
     def extra_repr(self) -> str:
         return "" if self.kind == "sequential" else f"kind={self.kind}"
@@ -85,8 +90,8 @@ class Network(Sequence):
     """A whole spec as a module; `spec` is the Model it was built from."""
 
     def __init__(self, children: Mapping[str, nn.Module], spec: Model) -> None:
+        self.__dict__["spec"] = spec  # before the children, so that a layer named `spec` is refused
         super().__init__(children, kind=spec.name)
-        self.spec = spec
 
 
 # ---- leaf layers ------------------------------------------------------------------------
@@ -125,19 +130,20 @@ class _Builder:
     def __init__(self) -> None:
         self.frozen: list[nn.Module] = []  # leaves under `trainable: false`
 
-    def sequence(self, layers: Layers, x: torch.Tensor, trainable: bool, kind: str) -> tuple[Sequence, torch.Tensor]:
-        children = {}
+    def children(self, layers: Layers, x: torch.Tensor, path: Path, trainable: bool) -> tuple[dict, torch.Tensor]:
+        built = {}
         for key, layer in zip(child_keys(layers), layers):
-            children[key], x = self.layer(layer, x, trainable)
-        return Sequence(children, kind), x
+            built[key], x = self.layer(layer, x, (*path, key), trainable)
+        return built, x
 
-    def branch(self, layers: Layers, x: torch.Tensor, trainable: bool, kind: str) -> tuple[nn.Module, torch.Tensor]:
+    def branch(self, layers: Layers, x: torch.Tensor, path: Path, trainable: bool) -> tuple[nn.Module, torch.Tensor]:
         """A branch, residual side or repeat copy: a single layer is the module itself."""
         if len(layers) == 1:
-            return self.layer(layers[0], x, trainable)
-        return self.sequence(layers, x, trainable, kind)
+            return self.layer(layers[0], x, path, trainable)
+        built, x = self.children(layers, x, path, trainable)
+        return _located(Sequence, path, built), x
 
-    def layer(self, layer: Node, x: torch.Tensor, trainable: bool) -> tuple[nn.Module, torch.Tensor]:
+    def layer(self, layer: Node, x: torch.Tensor, path: Path, trainable: bool) -> tuple[nn.Module, torch.Tensor]:
         trainable = trainable and layer.trainable
         make = LEAF_BUILDERS.get(type(layer))
         if make is not None:
@@ -146,20 +152,34 @@ class _Builder:
                 self.frozen.append(module)
             return module, module(x)
         if isinstance(layer, S.Sequential):
-            return self.sequence(layer.layers, x, trainable, layer.block or "sequential")
+            built, x = self.children(layer.layers, x, path, trainable)
+            return _located(Sequence, path, built, layer.block or "sequential"), x
         if isinstance(layer, S.Repeat):
             copies = {}
             for i in range(layer.times):
-                copies[str(i)], x = self.branch(layer.layers, x, trainable, "sequential")
+                copies[str(i)], x = self.branch(layer.layers, x, (*path, str(i)), trainable)
             return Sequence(copies, "repeat"), x
         if isinstance(layer, S.Concat):
-            built = [self.branch(b, x, trainable, "sequential") for b in layer.branches]
+            built = [self.branch(b, x, (*path, str(i)), trainable) for i, b in enumerate(layer.branches)]
             return Concat([m for m, _ in built]), torch.cat([y for _, y in built], dim=1)
         if isinstance(layer, S.Residual):
-            body, y = self.branch(layer.body, x, trainable, "sequential")
-            shortcut, s = self.branch(layer.shortcut, x, trainable, "sequential") if layer.shortcut else (None, x)
+            body, y = self.branch(layer.body, x, (*path, "body"), trainable)
+            shortcut, s = (None, x)
+            if layer.shortcut:
+                shortcut, s = self.branch(layer.shortcut, x, (*path, "shortcut"), trainable)
             return Residual(body, shortcut), y + s
         raise TypeError(f"{type(layer).__name__} is not a layer archcalc knows")
+
+
+Path = tuple[str, ...]
+
+
+def _located(cls, path: Path, *args):
+    """cls(*args), a refused child name reported at the container's module path."""
+    try:
+        return cls(*args)
+    except SpecError as err:
+        raise err.located(path=".".join(path) or "layers") from None
 
 
 def build_module(
@@ -187,11 +207,9 @@ def build_module(
         run(model, input=shape)
     builder = _Builder()
     with torch.device("meta"):
-        children = {}
         x = torch.empty((2, *shape))  # 2: batch norm in training mode refuses one value per channel
-        for key, layer in zip(child_keys(model.layers), model.layers):
-            children[key], x = builder.layer(layer, x, True)
-        net = Network(children, model)
+        children, _ = builder.children(model.layers, x, (), True)
+        net = _located(Network, (), children, model)
     net.to_empty(device=device)
     with torch.no_grad():
         for module in net.modules():
