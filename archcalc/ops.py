@@ -6,7 +6,9 @@ Counting conventions, stated once:
           (torchvision's published "GFLOPS" and the ResNet paper count this way).
   fvcore  what fvcore's FlopCountAnalysis reports: one fused multiply-add is one flop
           for conv/linear, plus batch_norm (2 per element with affine, 1 without, in
-          eval mode) and adaptive_avg_pool2d (1 per input element); all else is 0.
+          eval mode; 5 / 4 when track_running_stats is false, since batch statistics are
+          then computed even in eval mode) and adaptive_avg_pool2d (1 per input element);
+          all else is 0.
   torch   what torch.utils.flop_counter.FlopCounterMode reports: 2 x MACs of
           conv/linear (matmul), nothing else.
 """
@@ -46,17 +48,17 @@ class Cost:
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False) -> int:
     """torch's output length for conv and pooling along one axis."""
     span = size + 2 * padding - dilation * (kernel - 1) - 1
-    if span < 0:
+    out = span // stride + 1 if not ceil_mode else -(-span // stride) + 1
+    # torch drops a last window that would start entirely in the right padding
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    # ceil mode accepts a window wider than the padded input when the stride covers it
+    # (torch's pooling_output_shape: a 1x2 max pool, ceil_mode, on 1x1 gives 1x1)
+    if out < 1:
         raise SpecError(
             f"kernel {dilation * (kernel - 1) + 1} (dilated) is larger than the padded input "
             f"{size + 2 * padding}: output size would be below 1"
         )
-    if not ceil_mode:
-        return span // stride + 1
-    out = -(-span // stride) + 1
-    # torch drops a last window that would start entirely in the right padding
-    if (out - 1) * stride >= size + padding:
-        out -= 1
     return out
 
 
@@ -103,15 +105,16 @@ def conv2d(layer: Conv2d, shape: Shape) -> Cost:
     return Cost(out, weights + (layer.out_channels if layer.bias else 0), macs, macs, window)
 
 
-def _check_pool_padding(padding, kernel, dilation=1) -> None:
-    for p, k, d in zip(pair(padding), pair(kernel), pair(dilation)):
-        if 2 * p > d * (k - 1) + 1:
-            raise SpecError(f"padding {p} is more than half the kernel {d * (k - 1) + 1} (torch refuses this)")
+def _check_pool_padding(padding, kernel) -> None:
+    # torch's pool2d_shape_check: kernel // 2 >= padding, on the kernel before dilation
+    for p, k in zip(pair(padding), pair(kernel)):
+        if 2 * p > k:
+            raise SpecError(f"padding {p} is more than half the kernel {k} (torch refuses this)")
 
 
 def maxpool2d(layer: MaxPool2d, shape: Shape) -> Cost:
     _spatial(shape, "maxpool2d")
-    _check_pool_padding(layer.padding, layer.kernel_size, layer.dilation)
+    _check_pool_padding(layer.padding, layer.kernel_size)
     stride = layer.kernel_size if layer.stride is None else layer.stride
     out, window = _window2d(shape, layer.kernel_size, stride, layer.padding, layer.dilation, layer.ceil_mode)
     return Cost(out, window=window)
@@ -150,7 +153,10 @@ def linear(layer: Linear, shape: Shape) -> Cost:
 def batchnorm2d(layer: BatchNorm2d, shape: Shape) -> Cost:
     c, h, w = _spatial(shape, "batchnorm2d")
     _check_in(layer.num_features, c, "num_features")
-    return Cost(shape, 2 * c if layer.affine else 0, fvcore=c * h * w * (2 if layer.affine else 1))
+    # fvcore's batchnorm handle: eval with running stats 2 (affine) / 1 per element; batch
+    # statistics (track_running_stats false, even in eval) its norm estimate, 5 / 4
+    per_element = (2 if layer.affine else 1) if layer.track_running_stats else (5 if layer.affine else 4)
+    return Cost(shape, 2 * c if layer.affine else 0, fvcore=c * h * w * per_element)
 
 
 def localresponsenorm(layer: LocalResponseNorm, shape: Shape) -> Cost:

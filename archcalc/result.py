@@ -10,7 +10,7 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 
 CONVENTIONS = {
     "macs": "multiply-accumulates of conv2d and linear; bias adds not counted (torchvision's 'GFLOPS', the ResNet paper)",
     "flops": "2 x MACs (torch.utils.flop_counter)",
-    "fvcore_flops": "fvcore FlopCountAnalysis: 1 per conv/linear MAC, + batchnorm (2/elem) and adaptive avg pool (1/input elem)",
+    "fvcore_flops": "fvcore FlopCountAnalysis: 1 per conv/linear MAC, + batchnorm (2/elem; 5 without running stats) and adaptive avg pool (1/input elem)",
     "torch_flops": "torch FlopCounterMode: 2 x MACs of conv/linear only",
     "activations": "elements of every layer's output (joins included), summed over the batch",
     "depth": "conv and linear layers on the longest path (VGG-16: 16, ResNet-152: 152, GoogLeNet: 22)",
