@@ -1,0 +1,77 @@
+"""`archcalc report`: write the generated reports under reports/, or check that they are current."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from archcalc.cli_common import fail
+
+STALE = 1  # `--check` found a report that differs from what the code generates now
+
+
+def _crosscheck(device: str) -> dict[str, bytes]:
+    """Run the cross-check of every built-in (imports torch) and render crosscheck.md."""
+    try:
+        from archcalc.crosscheck import CrossCheckError, check_all
+    except ImportError as err:
+        fail(f"--crosscheck needs torch and fvcore: pip install 'archcalc[crosscheck]' ({err})")
+    from archcalc.reports.build import crosscheck_report
+
+    def progress(name, result) -> None:
+        print(f"  cross-checked {name}: {'ok' if result.ok else 'DISAGREES'}", file=sys.stderr)
+
+    try:
+        checks = check_all(device=device, runs=0, progress=progress)  # runs=0: no timings in the report
+    except CrossCheckError as err:
+        fail(err)
+    return crosscheck_report([c.to_dict() for c in checks])
+
+
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder to write the reports into.")] = Path("reports"),
+    check: Annotated[bool, typer.Option(
+        "--check", help="Write nothing; exit 1 naming every report that differs from what would be generated now.")] = False,
+    crosscheck: Annotated[bool, typer.Option(
+        "--crosscheck", help="Also run every built-in in torch and (re)generate crosscheck.md (needs torch, fvcore).")] = False,
+    device: Annotated[str, typer.Option(
+        "--device", metavar="auto|cpu|cuda", help="Device for --crosscheck.")] = "auto",
+) -> None:
+    """Generate the markdown reports (README index, one page per built-in, LeNet vs AlexNet, 1x1 convolutions,
+    stacked 3x3, families, the seeds' claims audit) and their PNG charts.
+
+    Without --crosscheck, crosscheck.md is left alone and torch is never imported.
+    """
+    from archcalc.reports import build, writer
+    from archcalc.reports.charts import ChartsUnavailable
+
+    started = time.perf_counter()
+    try:
+        files = build.generate()
+    except ChartsUnavailable as err:
+        fail(err)
+    if crosscheck:
+        files.update(_crosscheck(device))
+    seconds = time.perf_counter() - started
+    if check:
+        stale = writer.stale(files, out)
+        extra = writer.orphans(files, out, keep=[build.CROSSCHECK])
+        for name in stale:
+            hint = " (charts depend on the matplotlib version)" if name.endswith(".png") else ""
+            print(f"stale: {out / name} differs from what `archcalc report` generates now{hint}", file=sys.stderr)
+        for name in extra:
+            print(f"stale: {out / name} is no longer generated; delete it", file=sys.stderr)
+        if stale or extra:
+            print(f"{len(stale) + len(extra)} stale report file(s): run `archcalc report` and commit the result",
+                  file=sys.stderr)
+            raise typer.Exit(STALE)
+        print(f"{len(files)} report files in {out} are current ({seconds:.1f} s)", file=sys.stderr)
+        return
+    changed = writer.write_all(files, out)
+    print(f"wrote {len(changed)} changed of {len(files)} report files to {out} ({seconds:.1f} s)", file=sys.stderr)
+    for name in writer.orphans(files, out, keep=[build.CROSSCHECK]):
+        print(f"note: {out / name} is no longer generated; delete it", file=sys.stderr)

@@ -1,0 +1,51 @@
+"""Every report, generated in memory: report name -> bytes. Nothing is written here."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Mapping, Sequence
+
+from archcalc import analyze, list_models
+from archcalc.reports import charts, claims, model_page, index
+from archcalc.reports import families, lenet_alexnet, one_by_one, stacked
+
+CROSSCHECK = "crosscheck.md"
+
+# (file, what it shows, its module: `render() -> str`, and `charts() -> {path: png}` where it draws any);
+# the per-model pages come after these
+REPORTS: tuple[tuple[str, str, ModuleType], ...] = (
+    ("lenet-vs-alexnet.md", "LeNet vs AlexNet layer by layer, and the seeds' \"10x parameters, 260x compute\"",
+     lenet_alexnet),
+    ("one-by-one-convolutions.md", "Inception's 1x1 reductions: CS231n's module, and GoogLeNet with and without them",
+     one_by_one),
+    ("stacked-3x3.md", "One 7x7 (5x5) convolution vs stacked 3x3: weights, receptive field, VGG vs AlexNet",
+     stacked),
+    ("families.md", "VGG, ResNet and GoogLeNet variants side by side; MACs against input resolution",
+     families),
+    ("claims.md", "Every numeric claim of the seed notes, recomputed, with a verdict", claims),
+)
+CROSSCHECK_LINE = (CROSSCHECK, "Every built-in run in torch and compared layer by layer with fvcore and FlopCounterMode "
+                   "(`archcalc report --crosscheck`; needs torch)")
+
+
+def generate(models: Sequence[str] | None = None) -> dict[str, bytes]:
+    """Every report except the cross-check: markdown as UTF-8, charts as PNG bytes."""
+    names = list(models) if models is not None else list_models()
+    results = [analyze(name) for name in names]
+    files: dict[str, bytes] = {}
+    files["README.md"] = index.render(results, [(f, what) for f, what, _ in REPORTS] + [CROSSCHECK_LINE]).encode()
+    for name, _, module in REPORTS:
+        files[name] = module.render().encode()
+        if hasattr(module, "charts"):
+            files.update(module.charts())
+    for result in results:
+        files[f"{result.model}.md"] = model_page.render(result).encode()
+        files[model_page.chart_path(result.model)] = charts.layer_costs(result)
+    return files
+
+
+def crosscheck_report(checks: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
+    """`crosscheck.md` from `CheckResult.to_dict()`s (the caller ran the check; this module never imports torch)."""
+    from archcalc.reports import crosscheck_page
+
+    return {CROSSCHECK: crosscheck_page.render(checks).encode()}

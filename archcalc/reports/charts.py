@@ -1,0 +1,127 @@
+"""Deterministic PNG charts (matplotlib, Agg, no pyplot): the same input gives the same bytes.
+
+Fixed size and dpi, DejaVu Sans (shipped with matplotlib), and no `Software` metadata, so
+`archcalc report --check` can compare charts byte for byte on one matplotlib version.
+matplotlib is imported inside the functions: the calculator never loads it.
+"""
+
+from __future__ import annotations
+
+import io
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+from archcalc.formatting import number
+from archcalc.result import Result, Row
+
+WIDTH_IN = 10.0
+DPI = 100
+COLOURS = {"conv2d": "#4C72B0", "linear": "#DD8452"}
+OTHER = "#8C8C8C"
+MAX_BARS = 60
+CHAR_IN = 0.068  # width of one 9 pt DejaVu Sans character, roughly, in inches
+RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.hashsalt": "archcalc",
+    "path.simplify": False,
+}
+
+
+class ChartsUnavailable(RuntimeError):
+    """matplotlib is not installed."""
+
+
+@contextmanager
+def _figure(height_in: float) -> Iterator:
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ChartsUnavailable("the report's charts need matplotlib: pip install 'archcalc[report]'") from err
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI)
+        FigureCanvasAgg(fig)
+        yield fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _units(value: float, _pos=None) -> str:
+    return number(int(round(value)), units=True)
+
+
+def chart_rows(result: Result, limit: int = MAX_BARS) -> list[Row]:
+    """The layers with params or MACs, folded to the finest module depth that gives at most `limit` bars."""
+    deepest = max((len(r.path) for r in result.rows), default=1)
+    for depth in range(deepest, 0, -1):
+        rows = list(result.rows) if depth == deepest else result.fold(depth)
+        costly = [r for r in rows if r.params or r.macs]
+        if len(costly) <= limit or depth == 1:
+            return costly
+    return []
+
+
+def layer_costs(result: Result) -> bytes:
+    """Two horizontal bar panels, params and MACs per layer (or per folded module), coloured by op."""
+    rows = chart_rows(result)
+    names = [r.name for r in rows]
+    colours = [COLOURS.get(r.op, OTHER) for r in rows]
+    height = 1.3 + 0.22 * max(len(rows), 3)
+    # margins fixed in inches, from the label lengths: a layout engine measuring text costs 0.2 s a chart
+    label_in = 0.3 + CHAR_IN * max((len(name) for name in names), default=1)
+    with _figure(height) as fig:
+        from matplotlib.patches import Patch
+        from matplotlib.ticker import FuncFormatter
+
+        left, right = fig.subplots(1, 2, sharey=True)
+        ys = list(range(len(rows)))
+        for ax, values, label in ((left, [r.params for r in rows], "params"), (right, [r.macs for r in rows], "MACs")):
+            ax.barh(ys, values, color=colours)
+            ax.set_title(label)
+            ax.xaxis.set_major_formatter(FuncFormatter(_units))
+            ax.grid(axis="x", color="#DDDDDD", linewidth=0.6)
+            ax.set_axisbelow(True)
+        left.set_yticks(ys, names)
+        left.invert_yaxis()
+        handles = [Patch(color=COLOURS[op], label=op) for op in COLOURS if any(r.op == op for r in rows)]
+        others = sorted({r.op for r in rows if r.op not in COLOURS})
+        if others:
+            handles.append(Patch(color=OTHER, label=", ".join(others)))
+        fig.subplots_adjust(left=label_in / WIDTH_IN, right=1 - 0.35 / WIDTH_IN, top=1 - 0.6 / height,
+                            bottom=0.75 / height, wspace=0.08)
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+        fig.suptitle(f"{result.model} at {'x'.join(map(str, result.input_shape[1:]))}: params and MACs per layer")
+        return _png(fig)
+
+
+def macs_vs_resolution(series: Sequence[tuple[str, Sequence[int], Sequence[int]]]) -> bytes:
+    """MACs against input side, log-log, one line per model: (label, sides, MACs)."""
+    with _figure(5.5) as fig:
+        from matplotlib.ticker import FuncFormatter
+
+        ax = fig.subplots()
+        markers = "osD^v<>ph*"
+        for i, (label, sides, macs) in enumerate(series):
+            ax.plot(sides, macs, marker=markers[i % len(markers)], markersize=4, linewidth=1.4, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        sides_all = sorted({s for _, sides, _ in series for s in sides})
+        ax.set_xticks(sides_all, [str(s) for s in sides_all])
+        ax.minorticks_off()
+        ax.yaxis.set_major_formatter(FuncFormatter(_units))
+        ax.set_xlabel("input side H = W (px)")
+        ax.set_ylabel("MACs (batch 1)")
+        ax.set_title("MACs against input resolution")
+        ax.grid(color="#DDDDDD", linewidth=0.6)
+        ax.legend(frameon=False, fontsize=8)
+        fig.subplots_adjust(left=0.09, right=0.97, top=0.93, bottom=0.1)
+        return _png(fig)

@@ -1,0 +1,154 @@
+"""`families.md`: VGG, ResNet and GoogLeNet variants side by side, and MACs against input resolution."""
+
+from __future__ import annotations
+
+from archcalc import analyze, list_models
+from archcalc.errors import SpecError
+from archcalc.reports import charts as drawing
+from archcalc.reports.common import GENERATED, md_table, n, pct
+from archcalc.result import Result
+
+RESOLUTION_MODELS = ("alexnet-torchvision", "vgg16", "googlenet-torchvision", "resnet18", "resnet50", "resnet152")
+SIDES = (64, 128, 224, 320, 448, 512, 768, 1024)
+CHART = "img/macs-vs-resolution.png"
+
+
+def family(prefix: str) -> list[Result]:
+    """Every built-in whose name starts with `prefix`, shallowest first."""
+    results = [analyze(m) for m in list_models() if m.startswith(prefix)]
+    return sorted(results, key=lambda r: (r.input_shape[-1] < 100, r.total.depth, r.model))
+
+
+def totals_table(results: list[Result]) -> str:
+    return md_table(
+        ["model", "input", "params", "MACs", "depth", "receptive field (px)", "description"],
+        [[f"[{r.model}]({r.model}.md)", "x".join(map(str, r.input_shape[1:])), r.total.params, r.total.macs,
+          r.total.depth, r.total.receptive_field[0], r.description] for r in results],
+    )
+
+
+def batchnorm_table(results: list[Result]) -> str:
+    """Each VGG beside its batch-norm twin: what batch norm adds."""
+    by_name = {r.model: r for r in results}
+    rows = []
+    for r in results:
+        twin = by_name.get(f"{r.model}-bn")
+        if twin is None:
+            continue
+        bn = sum(x.params for x in twin.rows if x.op == "batchnorm2d")
+        rows.append([r.model, twin.model, twin.total.params - r.total.params, bn, twin.total.macs - r.total.macs,
+                     twin.total.fvcore_flops - r.total.fvcore_flops])
+    return md_table(["model", "with batch norm", "extra params", "of which batch norm", "extra MACs",
+                     "extra fvcore flops"], rows)
+
+
+def stage_table(a: Result, b: Result) -> str:
+    """MACs per top-level module of two variants of one network, matched by module name."""
+    fa = {x.name: x for x in a.fold(1)}
+    fb = {x.name: x for x in b.fold(1)}
+    names = list(fa) + [name for name in fb if name not in fa]
+    rows = []
+    for name in names:
+        x, y = fa.get(name), fb.get(name)
+        if (x and x.macs) or (y and y.macs):
+            shown = x or y
+            rows.append([name, "x".join(map(str, shown.output_shape[1:])), x.macs if x else None,
+                         y.macs if y else None, (y.macs if y else 0) - (x.macs if x else 0)])
+    return md_table(["module", "output", f"{a.model} MACs", f"{b.model} MACs", "difference"], rows,
+                    total=["total", "", a.total.macs, b.total.macs, b.total.macs - a.total.macs])
+
+
+def sweep() -> list[tuple[str, list[int], list[int]]]:
+    """MACs of each resolution model at each side it accepts."""
+    series = []
+    for name in RESOLUTION_MODELS:
+        if name not in list_models():
+            continue
+        sides, macs = [], []
+        for side in SIDES:
+            try:
+                result = analyze(name, input=(3, side, side))
+            except SpecError:
+                continue  # too small for this network
+            sides.append(side)
+            macs.append(result.total.macs)
+        series.append((name, sides, macs))
+    return series
+
+
+def sweep_table(series: list[tuple[str, list[int], list[int]]]) -> str:
+    rows = []
+    for name, sides, macs in series:
+        at = dict(zip(sides, macs))
+        rows.append([f"`{name}`", *(at.get(s) for s in SIDES)])
+    return md_table(["model", *(f"{s}x{s}" for s in SIDES)], rows)
+
+
+def charts() -> dict[str, bytes]:
+    """The resolution chart (build.py collects every report module's `charts()`)."""
+    return {CHART: drawing.macs_vs_resolution(sweep())}
+
+
+def _pair(first: str, second: str) -> tuple[Result, Result] | None:
+    names = list_models()
+    return (analyze(first), analyze(second)) if first in names and second in names else None
+
+
+def render() -> str:
+    vgg, resnet, googlenet = family("vgg"), family("resnet"), family("googlenet")
+    lines = [
+        GENERATED,
+        "# Families side by side",
+        "",
+        "Every built-in VGG, ResNet and GoogLeNet at its default input, batch 1. MACs count conv and linear "
+        "multiply-accumulates (bias adds not counted); depth counts conv and linear layers on the longest path; "
+        "the receptive field is per axis, through the widest path.",
+        "",
+        "## VGG (with and without batch norm)",
+        "",
+        totals_table(vgg),
+        "",
+        "Batch norm adds parameters (a scale and a shift per channel) but no MACs under this convention; fvcore "
+        "counts it as flops:",
+        "",
+        batchnorm_table(vgg),
+        "",
+        "## ResNet",
+        "",
+        totals_table(resnet),
+        "",
+    ]
+    pair = _pair("resnet50", "resnet50-paper")
+    if pair:
+        a, b = pair
+        lines += [
+            f"### Where the stride sits: `{a.model}` vs `{b.model}`",
+            "",
+            f"Same parameters ({n(a.total.params)} and {n(b.total.params)}); `{b.model}` strides in the first 1x1 "
+            f"of each downsampling block, so its 3x3 convolutions already run at the reduced size: "
+            f"{n(b.total.macs)} MACs against {n(a.total.macs)} ({pct(b.total.macs - a.total.macs, a.total.macs)}). "
+            f"Their receptive fields differ too: {b.total.receptive_field[0]} px against "
+            f"{a.total.receptive_field[0]} px.",
+            "",
+            stage_table(a, b),
+            "",
+        ]
+    lines += ["## GoogLeNet: the paper vs torchvision", "", totals_table(googlenet), ""]
+    pair = _pair("googlenet", "googlenet-torchvision")
+    if pair:
+        a, b = pair
+        lines += [stage_table(a, b), ""]
+    series = sweep()
+    lines += [
+        "## MACs against input resolution",
+        "",
+        "Convolution MACs grow with H x W; layers after an adaptive pool (the classifiers of `alexnet-torchvision` "
+        "and `vgg16`, every network's final linear layer) do not, which bends the curves at small sizes.",
+        "",
+        f"![MACs against input resolution]({CHART})",
+        "",
+        sweep_table(series),
+        "",
+    ]
+    return "\n".join(lines)
+
