@@ -18,6 +18,7 @@ WIDTH_IN = 10.0
 DPI = 100
 COLOURS = {"conv2d": "#4C72B0", "linear": "#DD8452"}
 OTHER = "#8C8C8C"
+VERSION_KEY = "Drawn with"  # PNG text key: charts are byte-stable for one matplotlib version, not across versions
 MAX_BARS = 60
 CHAR_IN = 0.068  # width of one 9 pt DejaVu Sans character, roughly, in inches
 RC = {
@@ -50,9 +51,36 @@ def _figure(height_in: float) -> Iterator:
 
 
 def _png(fig) -> bytes:
+    import matplotlib
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    # no "Software" (it would carry the version anyway); the version under our own key, see `drawn_with`
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None, VERSION_KEY: f"matplotlib {matplotlib.__version__}"})
     return buf.getvalue()
+
+
+def drawn_with(png: bytes) -> str | None:
+    """The `matplotlib X.Y.Z` a chart of ours was drawn with (its tEXt chunk), or None."""
+    pos = 8  # after the signature: chunks of length, type, data, CRC
+    while pos + 8 <= len(png):
+        length = int.from_bytes(png[pos:pos + 4], "big")
+        kind, data = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and data.startswith(VERSION_KEY.encode() + b"\0"):
+            return data.split(b"\0", 1)[1].decode("latin-1")
+        if kind == b"IDAT":
+            return None  # text chunks written by matplotlib come before the image data
+        pos += 12 + length
+    return None
+
+
+def current_version() -> str | None:
+    """`matplotlib X.Y.Z` if matplotlib is installed."""
+    try:
+        from importlib.metadata import version
+
+        return f"matplotlib {version('matplotlib')}"
+    except Exception:  # noqa: BLE001 (not installed, or no metadata)
+        return None
 
 
 def _units(value: float, _pos=None) -> str:

@@ -39,6 +39,22 @@ def stale(files: Files, out: Path) -> list[str]:
     return [name for name, data in files.items() if not (out / name).is_file() or (out / name).read_bytes() != data]
 
 
+def version_drift(names: Iterable[str], out: Path) -> dict[str, str]:
+    """Among stale charts, those drawn with another matplotlib version: name -> that version.
+    Their bytes cannot match across versions, so `--check` reports them without failing."""
+    from archcalc.reports.charts import current_version, drawn_with
+
+    now = current_version()
+    drift = {}
+    for name in names:
+        path = out / name
+        if name.endswith(".png") and path.is_file():
+            then = drawn_with(path.read_bytes())
+            if then and now and then != now:
+                drift[name] = then
+    return drift
+
+
 def orphans(files: Files, out: Path, keep: Iterable[str] = ()) -> list[str]:
     """Markdown and PNG files under `out` that generation no longer produces (a removed model's page)."""
     known = set(files) | set(keep)
