@@ -127,6 +127,11 @@ from archcalc import bench_cli  # noqa: E402
 app.command("bench", epilog="Examples: archcalc bench --quick | archcalc bench -m resnet50 --size 224,512 "
             "| archcalc bench --no-oracles")(bench_cli.bench)
 
+from archcalc import crosscheck_cli  # noqa: E402
+
+app.command("crosscheck", epilog="Examples: archcalc crosscheck alexnet | archcalc crosscheck resnet50 --device cpu "
+            "| archcalc crosscheck --all")(crosscheck_cli.crosscheck)
+
 from archcalc import report_cli  # noqa: E402
 
 app.command("report", epilog="Examples: archcalc report | archcalc report --check | archcalc report --crosscheck")(report_cli.report)

@@ -1,0 +1,206 @@
+"""`archcalc crosscheck`: run a spec as a real torch network and compare it with the calculator, layer by layer.
+
+torch and fvcore are imported inside the command only (`archcalc table` never loads them).
+Exit status: 0 when every row agrees, 1 on any disagreement, 2 on a usage or spec error
+(including `--device cuda` without CUDA).
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from archcalc.cli_common import (
+    BatchOption, FormatOption, InputOption, InputSize, OutputFormat, SetOption, Setting, UnitsOption, complete_model,
+    fail, load_model, settings_per_model,
+)
+from archcalc.formatting import Column, Table, render, shape, to_json
+from archcalc.registry import list_models
+
+if TYPE_CHECKING:
+    from archcalc.crosscheck import CheckResult
+
+DISAGREE = 1
+
+
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+MARKS = {"ok": "✓", "oracle-gap": "~ oracle gap", "mismatch": "✗"}
+
+LAYER_COLUMNS = (
+    Column("layer", "layer", numeric=False, wrap=True),
+    Column("op", "op", numeric=False, wrap=True),
+    Column("output_shape", "output", numeric=False),
+    Column("params", "params"),
+    Column("fvcore_flops", "fvcore (calc)"),
+    Column("fvcore", "fvcore"),
+    Column("torch_flops", "FLOPs (calc)"),
+    Column("torch", "FlopCounterMode"),
+    Column("agreement", "agrees", numeric=False),
+)
+
+SUMMARY_COLUMNS = (
+    Column("model", "model", numeric=False),
+    Column("input", "input", numeric=False),
+    Column("rows", "rows"),
+    Column("mismatches", "mismatches"),
+    Column("oracle_gaps", "oracle gaps"),
+    Column("params", "params"),
+    Column("fvcore", "fvcore"),
+    Column("torch", "FlopCounterMode"),
+    Column("forward_ms", "forward ms"),
+    Column("gflops_per_s", "GFLOP/s"),
+    Column("seconds", "check s"),
+    Column("agreement", "agrees", numeric=False),
+)
+
+
+def _mark(status: str, mismatches: tuple[str, ...]) -> str:
+    return f"✗ {', '.join(mismatches)}" if mismatches else MARKS[status]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.1f}"
+
+
+def _rate(flops_per_s: float) -> str:
+    return f"{flops_per_s / 1e9:,.1f}"
+
+
+def _verdict(checked: CheckResult) -> str:
+    bad = len(checked.mismatches)
+    if checked.ok:
+        gaps = sum(layer.status == "oracle-gap" for layer in checked.layers)
+        extra = f" ({gaps} oracle gap{'s' * (gaps != 1)}, see docs/oracles.md)" if gaps else ""
+        return f"agree: all {len(checked.layers)} rows and the totals{extra}"
+    parts = [f"{bad} of {len(checked.layers)} rows"] if bad else []
+    parts += list(checked.problems) + ([] if checked.totals.ok else ["the totals"])
+    return f"DISAGREE: {'; '.join(parts)}"
+
+
+def layer_table(checked: CheckResult) -> Table:
+    """One row per calculator row: the calculator beside fvcore and FlopCounterMode, and the mark."""
+    from archcalc.crosscheck import ORACLE_CONVENTIONS
+
+    t = checked.totals
+    rows = [
+        [layer.name, layer.description, layer.shape, layer.params, layer.fvcore_flops, layer.fvcore,
+         layer.torch_flops, layer.torch, _mark(layer.status, layer.mismatches)]
+        for layer in checked.layers
+    ]
+    total = ["total", "", None, t.params, t.fvcore_flops, t.fvcore, t.torch_flops, t.torch, "✓" if t.ok else "✗"]
+    notes = [
+        f"params: calculator {t.params:,}, torch {t.torch_params:,}",
+        f"MACs (calculator): {t.macs:,}: {ORACLE_CONVENTIONS['calculator_macs']}",
+        f"fvcore: calculator {t.fvcore_flops:,}"
+        + (f" ({t.fvcore_expected:,} less the oracle gaps)" if t.fvcore_expected != t.fvcore_flops else "")
+        + f", fvcore {t.fvcore:,}: {ORACLE_CONVENTIONS['fvcore']}",
+        f"FLOPs: calculator {t.torch_flops:,}, FlopCounterMode {t.torch:,}: {ORACLE_CONVENTIONS['torch']}",
+    ]
+    if checked.timing is not None:
+        timing = checked.timing
+        notes.append(
+            f"forward: median {_ms(timing.median_s)} ms of {timing.runs} runs after {timing.warmup} warm-up on "
+            f"{checked.device}, {_rate(timing.flops_per_s)} GFLOP/s (FlopCounterMode's count / median time)"
+        )
+    for layer in checked.layers:
+        if "shape" in layer.mismatches:
+            notes.append(f"{layer.name}: torch output {shape(layer.torch_shape) if layer.torch_shape else 'none'}")
+        if {"params", "trainable"} & set(layer.mismatches):
+            notes.append(f"{layer.name}: torch params {layer.torch_params:,} ({layer.torch_trainable_params:,} trainable)")
+        notes += [f"{layer.name}: {gap}" for gap in layer.gaps if layer.status == "oracle-gap"][:1]
+    notes += list(checked.problems) + checked.warning_summary() + [_verdict(checked)]
+    versions = ", ".join(f"{k} {v}" for k, v in checked.versions.items())
+    title = f"{checked.model}  input {shape(checked.input_shape)}  device {checked.device}  ({versions})"
+    return Table(LAYER_COLUMNS, rows, total, title, notes)
+
+
+def summary_table(checks: list[CheckResult], device: str) -> Table:
+    """One row per model for `--all`."""
+    rows = []
+    for c in checks:
+        timing = c.timing
+        rows.append([
+            c.model, shape(c.input_shape[1:]), len(c.layers), len(c.mismatches),
+            sum(layer.status == "oracle-gap" for layer in c.layers), c.totals.params, c.totals.fvcore, c.totals.torch,
+            _ms(timing.median_s) if timing else None, _rate(timing.flops_per_s) if timing else None,
+            f"{c.seconds:.1f}", "✓" if c.ok else "✗",
+        ])
+    agreeing = sum(c.ok for c in checks)
+    versions = ", ".join(f"{k} {v}" for k, v in checks[0].versions.items()) if checks else ""
+    notes = [f"{agreeing} of {len(checks)} models agree on every row and in total"]
+    notes += [f"{c.model}: {_verdict(c)}" for c in checks if not c.ok]
+    return Table(SUMMARY_COLUMNS, rows, None, f"cross-check of every built-in on {device} ({versions})", notes)
+
+
+def crosscheck(
+    model: Annotated[Optional[str], typer.Argument(
+        metavar="MODEL", autocompletion=complete_model, show_default=False,
+        help="A built-in model or a spec file (FILE.yaml or FILE.yaml:MODEL); or use --all.")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Check every built-in and print a summary table.")] = False,
+    device: Annotated[Device, typer.Option(
+        "--device", case_sensitive=False, help="auto: CUDA when torch sees a GPU, else the CPU.")] = Device.auto,
+    input: InputOption = None,
+    batch: BatchOption = 1,
+    set: SetOption = None,
+    runs: Annotated[Optional[int], typer.Option(
+        "--runs", min=0, metavar="N", show_default=False,
+        help="Timed forward passes (the median is shown) after one warm-up; default 5, 3 with --all; 0: no timing.")] = None,
+    format: FormatOption = OutputFormat.table,
+    units: UnitsOption = False,
+) -> None:
+    """Build the spec as a torch network, run it and compare every layer's output shape, params, fvcore count and
+    FlopCounterMode count with the calculator's. Exit 1 on any disagreement.
+    """
+    if all_models == (model is not None):
+        raise typer.BadParameter("give a MODEL or --all (not both)", param_hint="MODEL")
+    try:
+        from archcalc.crosscheck import CrossCheckError, resolve_device
+    except ImportError as err:
+        fail(f"crosscheck needs torch and fvcore: pip install 'archcalc[crosscheck]' ({err})")
+    try:
+        where = str(resolve_device(device.value))
+    except CrossCheckError as err:
+        fail(err)
+    names = list_models() if all_models else [model]
+    per_model = settings_per_model(names, set) if all_models else [set]
+    checks = []
+    for name, settings in zip(names, per_model):
+        timed = runs if runs is not None else 3 if all_models else 5
+        checks.append(_check_one(name, settings, input, batch, where, timed, progress=all_models))
+    if format is OutputFormat.json:
+        data = [c.to_dict() for c in checks]
+        sys.stdout.write(to_json(data if all_models else data[0]))
+    elif all_models:
+        render(summary_table(checks, where), format.value, units)
+    else:
+        render(layer_table(checks[0]), format.value, units)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(DISAGREE)
+
+
+def _check_one(name: str, settings: list[Setting] | None, input: InputSize | None, batch: int, device: str, runs: int,
+               progress: bool) -> CheckResult:
+    """One model's check; a bad spec or input ends the command (exit 2), a disagreement does not."""
+    from archcalc.crosscheck import CrossCheckError, check_model
+    from archcalc.errors import SpecError
+
+    spec = load_model(name, settings)
+    shape_ = input.resolve(spec.input) if input is not None else None
+    started = time.perf_counter()
+    try:
+        checked = check_model(spec, device=device, input=shape_, batch=batch, runs=runs)
+    except (SpecError, CrossCheckError) as err:
+        fail(err)
+    if progress:
+        verdict = "agrees" if checked.ok else "DISAGREES"
+        print(f"  {name}: {verdict} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return checked
