@@ -410,14 +410,18 @@ def check_model(
     where = resolve_device(device)
     model = load(spec, params)
     result = run(model, batch=batch, input=input)  # a bad spec fails here, as a SpecError
-    net = build_module(model, input=input, device=where, init=False, validate=False)
+    with warnings.catch_warnings(record=True) as caught:  # torch's notes on the spec, e.g. even 'same' kernels
+        warnings.simplefilter("always")
+        net = build_module(model, input=input, device=where, init=False, validate=False)
     try:
         checked = check_module(net, result, runs=runs, warmup=warmup)
     finally:
         del net  # nothing else refers to it: the weights are freed here (tested), no gc pass needed
         if where.type == "cuda":
             torch.cuda.empty_cache()
-    return replace(checked, seconds=time.perf_counter() - started)
+    seen = Counter(checked.warnings)
+    seen.update(f"{w.category.__name__}: {_first_line(w.message)}" for w in caught)
+    return replace(checked, warnings=dict(seen), seconds=time.perf_counter() - started)
 
 
 def check_all(
