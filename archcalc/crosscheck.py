@@ -4,7 +4,7 @@ Per row of `archcalc.analyze` (leaf layers and the concat/add joins) the check c
 the output shape (forward hooks) and parameter count of the built module, fvcore's
 `FlopCountAnalysis.by_module()` against `Row.fvcore_flops`, and torch's `FlopCounterMode`
 against `Row.torch_flops`. A join's own count is its module's count minus its children's.
-Where an oracle is known to miscount an op (docs/oracles.md), the layer is marked an oracle
+Where fvcore is known to miscount an op (docs/oracles.md), the layer is marked an oracle
 gap, shown, and not counted as a disagreement. torch and fvcore are imported here only.
 """
 
@@ -37,11 +37,11 @@ ORACLE_CONVENTIONS = {
     "nothing else",
 }
 
-# Known oracle miscounts: (test on the built leaf module, oracle, what happens). See docs/oracles.md.
-ORACLE_GAPS: tuple[tuple[Callable[[nn.Module], bool], str, str], ...] = (
+# Known miscounts of fvcore (the layer counts 0): (test on the built leaf module, why). See
+# docs/oracles.md. FlopCounterMode has none for the ops archcalc knows.
+FVCORE_GAPS: tuple[tuple[Callable[[nn.Module], bool], str], ...] = (
     (
         lambda m: isinstance(m, nn.Conv2d) and isinstance(m.padding, str),
-        "fvcore",
         "fvcore has no handle for aten::_convolution_mode (conv2d with padding='same'/'valid'): counts 0",
     ),
 )
@@ -90,7 +90,7 @@ class LayerCheck:
     torch_flops: int
     torch: int | None
     mismatches: tuple[str, ...] = ()  # fields that disagree: shape, params, trainable, fvcore, torch, module
-    gaps: tuple[str, ...] = ()  # known oracle miscounts that explain a difference
+    gaps: tuple[str, ...] = ()  # known fvcore miscounts (FVCORE_GAPS) that explain a difference
 
     @property
     def ok(self) -> bool:
@@ -299,9 +299,7 @@ def _compare_row(row: Row, module: nn.Module | None, shapes, fv: Mapping[str, in
     trainable = sum(p.numel() for p in own if p.requires_grad)
     fvcore = fv.get(name, 0) if leaf else _own(fv, name, module)
     flops = tf.get(name, 0) if leaf else _own(tf, name, module)
-    gaps = tuple(text for test, oracle, text in ORACLE_GAPS if leaf and test(module))
-    fvcore_gap = any(oracle == "fvcore" and leaf and test(module) for test, oracle, _ in ORACLE_GAPS)
-    torch_gap = any(oracle == "torch" and leaf and test(module) for test, oracle, _ in ORACLE_GAPS)
+    gaps = tuple(why for test, why in FVCORE_GAPS if leaf and test(module))
     mismatches = []
     shape = shapes.get(name)
     if shape != row.output_shape:
@@ -310,9 +308,9 @@ def _compare_row(row: Row, module: nn.Module | None, shapes, fv: Mapping[str, in
         mismatches.append("params")
     if trainable != row.trainable_params:
         mismatches.append("trainable")
-    if fvcore != (0 if fvcore_gap else row.fvcore_flops):
+    if fvcore != (0 if gaps else row.fvcore_flops):
         mismatches.append("fvcore")
-    if flops != (0 if torch_gap else row.torch_flops):
+    if flops != row.torch_flops:
         mismatches.append("torch")
     return LayerCheck(
         name, row.op, row.description, row.output_shape, shape, row.params, params, row.trainable_params, trainable,
@@ -329,16 +327,19 @@ def check_module(
     runs: int = 5,
     warmup: int = 1,
     seed: int = 0,
+    device: torch.device | None = None,
 ) -> CheckResult:
-    """Cross-check a module built by `build_module` (on whatever device it lives) against its spec.
+    """Cross-check a module built by `build_module` against its spec, on the device its weights are on.
 
     The module is left as it was: training flag restored, every hook removed, weights untouched.
-    `runs=0` skips the timing.
+    `runs=0` skips the timing. `device` is needed only for a network without parameters or buffers.
     """
     started = time.perf_counter()
     if result is None:
         result = run(net.spec, batch=batch, input=input)
-    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    if device is None:
+        tensors = [*net.parameters(), *net.buffers()]
+        device = tensors[0].device if tensors else torch.device("cpu")
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(result.input_shape, generator=generator).to(device)
     names = [row.name for row in result.rows]
@@ -361,7 +362,7 @@ def check_module(
     stray = [n for n, m in modules.items() if n and not m._modules and n not in covered]
     if stray:
         problems.append(f"modules without a calculator row: {', '.join(stray[:5])}")
-    gap_fvcore = sum(layer.fvcore_flops for layer in layers if layer.gaps and layer.fvcore == 0)
+    gap_fvcore = sum(layer.fvcore_flops for layer in layers if layer.gaps)
     totals = Totals(
         params=result.total.params,
         torch_params=sum(p.numel() for p in net.parameters()),
@@ -414,7 +415,7 @@ def check_model(
         warnings.simplefilter("always")
         net = build_module(model, input=input, device=where, init=False, validate=False)
     try:
-        checked = check_module(net, result, runs=runs, warmup=warmup)
+        checked = check_module(net, result, runs=runs, warmup=warmup, device=where)
     finally:
         del net  # nothing else refers to it: the weights are freed here (tested), no gc pass needed
         if where.type == "cuda":
