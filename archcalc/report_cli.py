@@ -65,7 +65,8 @@ def report(
         stale = [name for name in stale if name not in drift]
         extra = writer.orphans(files, out, keep=[build.CROSSCHECK])
         for name in stale:
-            print(f"stale: {out / name} differs from what `archcalc report` generates now", file=sys.stderr)
+            what = "differs from what `archcalc report` generates now" if (out / name).exists() else "is missing"
+            print(f"stale: {out / name} {what}", file=sys.stderr)
         for name in extra:
             print(f"stale: {out / name} is no longer generated; delete it", file=sys.stderr)
         if stale or extra:

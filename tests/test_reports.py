@@ -49,7 +49,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _markdown(folder: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in folder.glob("*.md")}
+    return {p.relative_to(folder).as_posix(): p.read_text() for p in folder.rglob("*.md")}
 
 
 # ---------------------------------------------------------------------------- what is generated
@@ -64,10 +64,11 @@ def test_reports_never_import_torch(generated) -> None:
 def test_every_report_and_model_page(generated) -> None:
     out, _ = generated
     names = set(_files(out))
+    assert "# Stacked 3x3 convolutions" in (out / "stacked-3x3.md").read_text()  # not the model page of the same name
     for report, _, _ in build.REPORTS:
         assert report in names
     for model in archcalc.list_models():
-        assert f"{model}.md" in names and f"img/{model}.png" in names
+        assert f"models/{model}.md" in names and f"models/img/{model}.png" in names
     assert "README.md" in names and build.CROSSCHECK not in names
 
 
@@ -129,11 +130,12 @@ def test_relative_links_point_at_generated_files(generated) -> None:
     names = set(_files(out)) | {build.CROSSCHECK}
     for name, text in _markdown(out).items():
         for target in re.findall(r"\]\(([^)#:]+)\)", text):
-            assert target in names, f"{name} links to {target}, which is not generated"
+            resolved = os.path.normpath(os.path.join(os.path.dirname(name), target)).replace(os.sep, "/")
+            assert resolved in names, f"{name} links to {target}, which is not generated"
 
 
 def test_alexnet_page(generated) -> None:
-    text = (generated[0] / "alexnet.md").read_text()
+    text = (generated[0] / "models" / "alexnet.md").read_text()
     # d2l AlexNet: 224 -> (224 + 2 - 11) // 4 + 1 = 54 -> (54 - 3) // 2 + 1 = 26 -> 12 -> 5; 256 * 5 * 5 = 6400
     assert "`1x224x224 -> 96x54x54 -> 96x26x26 -> 256x26x26 -> 256x12x12 -> 384x12x12 -> 384x12x12 -> " \
            "256x12x12 -> 256x5x5 -> 6400 -> 4096 -> 4096 -> 10`" in text
@@ -330,3 +332,10 @@ def test_crosscheck_page_shows_disagreements() -> None:
                         "torch": 2}}
     text = crosscheck_page.render([check])
     assert "**DISAGREES**" in text and "0 of 1 models agree" in text and "1x6x24x24" in text
+
+
+def test_a_model_named_like_a_report_cannot_overwrite_it() -> None:
+    files = {"stacked-3x3.md": b"the report"}
+    with pytest.raises(ValueError, match="stacked-3x3.md"):
+        build._add(files, "stacked-3x3.md", b"a model page")
+    assert files == {"stacked-3x3.md": b"the report"}

@@ -35,13 +35,20 @@ def generate(models: Sequence[str] | None = None) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     files["README.md"] = index.render(results, [(f, what) for f, what, _ in REPORTS] + [CROSSCHECK_LINE]).encode()
     for name, _, module in REPORTS:
-        files[name] = module.render().encode()
-        if hasattr(module, "charts"):
-            files.update(module.charts())
+        _add(files, name, module.render().encode())
+        for chart, data in (module.charts() if hasattr(module, "charts") else {}).items():
+            _add(files, chart, data)
     for result in results:
-        files[f"{result.model}.md"] = model_page.render(result).encode()
-        files[model_page.chart_path(result.model)] = charts.layer_costs(result)
+        _add(files, model_page.page_path(result.model), model_page.render(result).encode())
+        _add(files, model_page.chart_path(result.model), charts.layer_costs(result))
     return files
+
+
+def _add(files: dict[str, bytes], name: str, data: bytes) -> None:
+    """Add a file, refusing to overwrite one already generated (a model named like a report)."""
+    if name in files:
+        raise ValueError(f"two reports would be written to {name}")
+    files[name] = data
 
 
 def crosscheck_report(checks: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from archcalc import analyze, list_models
 from archcalc.errors import SpecError
 from archcalc.reports import charts as drawing
+from archcalc.reports.model_page import link
 from archcalc.reports.common import GENERATED, md_table, n, pct
 from archcalc.result import Result
 
@@ -22,7 +23,7 @@ def family(prefix: str) -> list[Result]:
 def totals_table(results: list[Result]) -> str:
     return md_table(
         ["model", "input", "params", "MACs", "depth", "receptive field (px)", "description"],
-        [[f"[{r.model}]({r.model}.md)", "x".join(map(str, r.input_shape[1:])), r.total.params, r.total.macs,
+        [[link(r.model), "x".join(map(str, r.input_shape[1:])), r.total.params, r.total.macs,
           r.total.depth, r.total.receptive_field[0], r.description] for r in results],
     )
 

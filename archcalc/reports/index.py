@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from archcalc.reports.model_page import link
 from archcalc.reports.common import GENERATED, md_table
 from archcalc.result import CONVENTIONS, Result
 
@@ -23,7 +24,7 @@ def render(results: Sequence[Result], reports: Sequence[tuple[str, str]]) -> str
         "",
         md_table(
             ["model", "input (CxHxW)", "params", "MACs", "depth", "description"],
-            [[f"[{r.model}]({r.model}.md)", "x".join(map(str, r.input_shape[1:])), r.total.params, r.total.macs,
+            [[link(r.model), "x".join(map(str, r.input_shape[1:])), r.total.params, r.total.macs,
               r.total.depth, r.description] for r in results],
         ),
         "",

@@ -10,8 +10,18 @@ from archcalc.tables import header_line, layer_table
 from archcalc.formatting import to_markdown
 
 
+def page_path(model: str) -> str:
+    """Where a model's page lives under reports/ (a folder of its own: `stacked-3x3` is also a report's name)."""
+    return f"models/{model}.md"
+
+
 def chart_path(model: str) -> str:
-    return f"img/{model}.png"
+    return f"models/img/{model}.png"
+
+
+def link(model: str) -> str:
+    """A markdown link to a model's page from a report at the top of reports/."""
+    return f"[{model}]({page_path(model)})"
 
 
 def cost_by_op(result: Result) -> list[tuple[str, int, int, int]]:
@@ -46,10 +56,12 @@ def _layers(result: Result) -> str:
 
 
 def render(result: Result) -> str:
-    """The page's markdown (the chart is `chart_path(model)`, drawn by `charts.layer_costs`)."""
+    """The page's markdown, at `page_path(model)` (its chart, drawn by `charts.layer_costs`, at `chart_path`)."""
     t = result.total
     lines = [
         GENERATED,
+        f"[All reports](../README.md)",
+        "",
         f"# {result.model}",
         "",
         result.description or "",
@@ -82,7 +94,7 @@ def render(result: Result) -> str:
         "",
         cost_summary(result),
         "",
-        f"![params and MACs per layer of {result.model}]({chart_path(result.model)})",
+        f"![params and MACs per layer of {result.model}](img/{result.model}.png)",
         "",
         "## Layers",
         "",
