@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archcalc import spec as S
 from archcalc.analysis import child_keys, run
 from archcalc.errors import SpecError
 from archcalc.registry import SpecLike, load
-from archcalc import spec as S
 from archcalc.spec import Layers, Model, Node, pair
 
 

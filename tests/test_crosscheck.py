@@ -237,6 +237,14 @@ def test_builder_reports_bad_specs_as_spec_errors():
         build_module(clash)  # ... that torch cannot name
 
 
+def test_spec_parameters_and_default_init():
+    net = build_module("stacked-3x3", params={"C": 8})
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(8, 8)] * 3
+    assert net.spec.name == "stacked-3x3" and net.training
+    assert all(c.weight.abs().sum() > 0 for c in convs)  # torch's own initialisation, not zeros
+
+
 def test_residual_and_input_override():
     body = (Conv2d(out_channels=3, kernel_size=3, padding=1), ReLU(), Conv2d(out_channels=3, kernel_size=3, padding=1))
     model = Model(name="res", input=(3, 8, 8), layers=(Residual(name="block", body=body),))
