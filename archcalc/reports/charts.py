@@ -20,6 +20,7 @@ COLOURS = {"conv2d": "#4C72B0", "linear": "#DD8452"}
 OTHER = "#8C8C8C"
 VERSION_KEY = "Drawn with"  # PNG text key: charts are byte-stable for one matplotlib version, not across versions
 MAX_BARS = 60
+MIN_PARAMS_SHARE = 0.001
 CHAR_IN = 0.068  # width of one 9 pt DejaVu Sans character, roughly, in inches
 RC = {
     "font.family": "DejaVu Sans",
@@ -88,11 +89,12 @@ def _units(value: float, _pos=None) -> str:
 
 
 def chart_rows(result: Result, limit: int = MAX_BARS) -> list[Row]:
-    """The layers with params or MACs, folded to the finest module depth that gives at most `limit` bars."""
+    """The layers with MACs or a visible share of params, folded to the finest module depth that gives at most `limit` bars."""
     deepest = max((len(r.path) for r in result.rows), default=1)
     for depth in range(deepest, 0, -1):
         rows = list(result.rows) if depth == deepest else result.fold(depth)
-        costly = [r for r in rows if r.params or r.macs]
+        # a layer with no MACs and a sliver of the params (batch norm) would only crowd the axis
+        costly = [r for r in rows if r.macs or r.params >= MIN_PARAMS_SHARE * result.total.params]
         if len(costly) <= limit or depth == 1:
             return costly
     return []
