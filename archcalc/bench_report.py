@@ -118,11 +118,13 @@ def render_markdown(bench: BenchResult, command: str, plots: dict[str, str]) -> 
     ]
     skipped = bench.skipped
     if skipped:
-        lines += ["## Not measured", "", "The torch tools skip a case that would take too long or too much memory here:", ""]
+        lines += ["## Not measured", "", "The torch tools (all three unless named) skip a case that would take too long or too much memory here:", ""]
         merged: dict[tuple[str, str], list[str]] = {}
         for case, tool, why in skipped:
             merged.setdefault((case, why), []).append(TOOL_LABELS[tool])
-        lines += [f"- {case}: {why} ({', '.join(tools)})" for (case, why), tools in merged.items()]
+        every = [TOOL_LABELS[t] for t in TOOLS]
+        lines += [f"- {case}: {why}" + ("" if tools == every else f" ({', '.join(tools)})")
+                  for (case, why), tools in merged.items()]
         lines.append("")
     if bench.profile:
         lines += profile_section(bench)
