@@ -435,13 +435,18 @@ def tool_runners(net, x) -> dict[str, Callable[[], object]]:
     return {"fvcore": fvcore, "flopcounter": flopcounter, "forward": forward}
 
 
-def _repeat(fn: Callable[[], object], runs: int, budget_s: float) -> Timing:
-    times: list[float] = []
-    while len(times) < runs and (not times or sum(times) < budget_s):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return Timing(tuple(times))
+def _interleaved(runners: Mapping[str, Callable[[], object]], runs: int, budget_s: float) -> dict[str, Timing]:
+    """Each tool `runs` times, round-robin (a burst of other work hits every tool alike);
+    a tool stops early once its runs took `budget_s` (after at least one)."""
+    times: dict[str, list[float]] = {tool: [] for tool in runners}
+    for _ in range(runs):
+        for tool, fn in runners.items():
+            if times[tool] and sum(times[tool]) >= budget_s:
+                continue
+            start = time.perf_counter()
+            fn()
+            times[tool].append(time.perf_counter() - start)
+    return {tool: Timing(tuple(t)) for tool, t in times.items()}
 
 
 def time_tools(
@@ -460,7 +465,7 @@ def time_tools(
     from archcalc.torchbuild import build_module
 
     limit = memory_limit(settings)
-    warmed: set[tuple[str, str]] = set()
+    warmed: set[str] = set()
     logging.getLogger("fvcore").setLevel(logging.ERROR)  # it logs every op it does not count
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -473,12 +478,13 @@ def time_tools(
             c = r.case
             net = build_module(c.model, input=c.input, init=False).eval()
             x = torch.zeros((c.batch, *c.input))
-            for tool, fn in tool_runners(net, x).items():
-                if (c.model, tool) not in warmed:  # the model's smallest case comes first
+            runners = tool_runners(net, x)
+            if c.model not in warmed:  # the model's smallest case comes first
+                for fn in runners.values():
                     fn()
-                    warmed.add((c.model, tool))
-                r.tools[tool] = _repeat(fn, settings.tool_repeat, settings.tool_seconds)
-                progress(f"{c.label}: {TOOL_LABELS[tool]} {r.tools[tool].median_s:.3f} s")
+                warmed.add(c.model)
+            r.tools.update(_interleaved(runners, settings.tool_repeat, settings.tool_seconds))
+            progress(f"{c.label}: " + ", ".join(f"{t} {r.tools[t].median_s:.3f} s" for t in runners))
             del net, x
 
 

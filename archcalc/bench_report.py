@@ -79,8 +79,8 @@ def render_markdown(bench: BenchResult, command: str, plots: dict[str, str]) -> 
         "with the YAML files already parsed (building the Model from them, then the walk), *walk only* "
         "is `analysis.run` on a loaded Model, *peak mem* is tracemalloc's peak for one archcalc call. "
         f"torch tools: up to {s.tool_repeat} timed runs per case (fewer once they took "
-        f"{s.tool_seconds:g} s; runs per case here: {_runs(bench.cases)}) after one warm-up per model "
-        "and tool, on `torchbuild.build_module(name, init=False)` in eval mode; FlopCounterMode "
+        f"{s.tool_seconds:g} s; runs per case here: {_runs(bench.cases)}), the three tools round-robin, "
+        "after one warm-up per model and tool, on `torchbuild.build_module(name, init=False)` in eval mode; FlopCounterMode "
         "under `torch.no_grad()`, the plain forward under `torch.inference_mode()`. "
         "*/ archcalc* is the tool's time over archcalc's.",
         "",
