@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archcalc.bench import (
-    BenchResult, Case, CaseResult, Settings, Timing, evaluate_targets, plan_skip, time_processes,
+    BenchResult, Case, CaseResult, Settings, Timing, evaluate_targets, paired_change, plan_skip, time_processes,
 )
 from archcalc.bench_report import render_markdown, seconds
 from archcalc.cli import app
@@ -165,6 +165,15 @@ def test_targets_pass_and_fail_on_the_ratios():
 def test_targets_unmeasured_are_not_failures():
     bench = _bench([_case("resnet152", 224, 1, 0.004, None)], {label: "not asked for" for label in ("a", "b")})
     assert [t.passed for t in bench.targets] == [None, None, None, None, True, None, True]
+
+
+def test_flatness_pairs_the_runs_of_each_round():
+    # rounds 3-4 ran during a burst of other work that slowed both cases 2x, round 5 during
+    # one that slowed only the other: it is 5% slower in 4 rounds of 5, its median 2.1x the base's
+    base = Timing((1.0, 1.0, 2.0, 2.0, 1.0))
+    other = Timing((1.05, 1.05, 2.1, 2.1, 2.1))
+    assert paired_change(base, other) == pytest.approx(0.05)
+    assert other.median_s / base.median_s == pytest.approx(2.1)
 
 
 def test_plan_skips_on_memory_then_on_work():
