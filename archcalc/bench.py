@@ -137,6 +137,9 @@ class CaseResult:
     run_only: Timing
     peak_bytes: int  # tracemalloc peak of one warm load + analyse
     tools: dict[str, Timing | str] = field(default_factory=dict)  # tool -> Timing, or why skipped
+    # archcalc's load + analyse again, in the same rounds as the torch tools: the ratios' base,
+    # so that the machine getting faster or slower between the two phases does not move them
+    alongside: Timing | None = None
 
     def seconds(self, tool: str) -> float | None:
         if tool == "analysis":
@@ -145,9 +148,10 @@ class CaseResult:
         return timing.median_s if isinstance(timing, Timing) else None
 
     def ratio(self, tool: str) -> float | None:
-        """How many times longer `tool` took than archcalc's load + analyse."""
+        """How many times longer `tool` took than archcalc's load + analyse (timed alongside it, if it was)."""
         seconds = self.seconds(tool)
-        return None if seconds is None else seconds / self.analysis.median_s
+        base = self.alongside or self.analysis
+        return None if seconds is None else seconds / base.median_s
 
 
 @dataclass(frozen=True)
@@ -440,18 +444,34 @@ def tool_runners(net, x) -> dict[str, Callable[[], object]]:
     return {"fvcore": fvcore, "flopcounter": flopcounter, "forward": forward}
 
 
-def _interleaved(runners: Mapping[str, Callable[[], object]], runs: int, budget_s: float) -> dict[str, Timing]:
+def _interleaved(
+    runners: Mapping[str, Callable[[], object]], runs: int, budget_s: float, alongside: Callable[[], object],
+    alongside_calls: int = 5,
+) -> tuple[dict[str, Timing], Timing]:
     """Each tool `runs` times, round-robin (a burst of other work hits every tool alike);
-    a tool stops early once its runs took `budget_s` (after at least one)."""
+    a tool stops early once its runs took `budget_s` (after at least one). Each round also
+    times `alongside` (archcalc) `alongside_calls` times, GC off, and keeps the median."""
     times: dict[str, list[float]] = {tool: [] for tool in runners}
+    base: list[float] = []
+    clock = time.perf_counter
     for _ in range(runs):
+        gc.disable()
+        try:
+            calls = []
+            for _ in range(alongside_calls):
+                start = clock()
+                alongside()
+                calls.append(clock() - start)
+        finally:
+            gc.enable()
+        base.append(statistics.median(calls))
         for tool, fn in runners.items():
             if times[tool] and sum(times[tool]) >= budget_s:
                 continue
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[tool].append(time.perf_counter() - start)
-    return {tool: Timing(tuple(t)) for tool, t in times.items()}
+            times[tool].append(clock() - start)
+    return {tool: Timing(tuple(t)) for tool, t in times.items()}, Timing(tuple(base))
 
 
 def time_tools(
@@ -488,7 +508,9 @@ def time_tools(
                 for fn in runners.values():
                     fn()
                 warmed.add(c.model)
-            r.tools.update(_interleaved(runners, settings.tool_repeat, settings.tool_seconds))
+            timings, r.alongside = _interleaved(
+                runners, settings.tool_repeat, settings.tool_seconds, lambda c=c: _analyse(c))
+            r.tools.update(timings)
             progress(f"{c.label}: " + ", ".join(f"{t} {r.tools[t].median_s:.3f} s" for t in runners))
             del net, x
 

@@ -167,6 +167,14 @@ def test_targets_unmeasured_are_not_failures():
     assert [t.passed for t in bench.targets] == [None, None, None, None, True, None, True]
 
 
+def test_ratio_uses_archcalc_timed_alongside_the_tools():
+    r = _case("resnet152", 224, 1, 0.004, 0.5)
+    assert r.ratio("fvcore") == pytest.approx(125)
+    r.alongside = Timing((0.005, 0.006, 0.005))  # the machine slowed down before the torch phase
+    assert r.ratio("fvcore") == pytest.approx(100)
+    assert r.ratio("forward") is None  # skipped
+
+
 def test_flatness_pairs_the_runs_of_each_round():
     # rounds 3-4 ran during a burst of other work that slowed both cases 2x, round 5 during
     # one that slowed only the other: it is 5% slower in 4 rounds of 5, its median 2.1x the base's
