@@ -81,7 +81,9 @@ class SpecFile:
             if name in self.entries:
                 raise SpecError(f"two models are named {name!r}", file=self.file, line=line)
             self.entries[name] = entry
+        # a file's description and citation hold for each of its models that gives none of its own
         self.description = data.get("description", "") if "models" in data else ""
+        self.source = data.get("source", "") if "models" in data else ""
 
     @property
     def names(self) -> list[str]:
@@ -175,8 +177,8 @@ class SpecFile:
                 "input_line": _line(entry, "input", line),
                 "layers_line": _line(entry, "layers", line),
                 "defaults": dict(defaults),
-                "description": entry.get("description", ""),
-                "source": entry.get("source", ""),
+                "description": entry.get("description", self.description),
+                "source": entry.get("source", self.source),
                 "line": line,
             }
         if parent_name in seen or parent_name == name:

@@ -63,7 +63,7 @@ def report(
         for name, then in drift.items():
             print(f"note: {out / name} was drawn with {then}, not the installed one: not compared", file=sys.stderr)
         stale = [name for name in stale if name not in drift]
-        extra = writer.orphans(files, out, keep=[build.CROSSCHECK])
+        extra = writer.orphans(files, out, keep=build.WRITTEN_ELSEWHERE)
         for name in stale:
             what = "differs from what `archcalc report` generates now" if (out / name).exists() else "is missing"
             print(f"stale: {out / name} {what}", file=sys.stderr)
@@ -77,5 +77,5 @@ def report(
         return
     changed = writer.write_all(files, out)
     print(f"wrote {len(changed)} changed of {len(files)} report files to {out} ({seconds:.1f} s)", file=sys.stderr)
-    for name in writer.orphans(files, out, keep=[build.CROSSCHECK]):
+    for name in writer.orphans(files, out, keep=build.WRITTEN_ELSEWHERE):
         print(f"note: {out / name} is no longer generated; delete it", file=sys.stderr)

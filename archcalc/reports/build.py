@@ -10,6 +10,9 @@ from archcalc.reports import charts, claims, model_page, index
 from archcalc.reports import families, lenet_alexnet, one_by_one, stacked
 
 CROSSCHECK = "crosscheck.md"
+PERFORMANCE = "performance.md"
+# written by `archcalc report --crosscheck` and `archcalc bench` (they need torch), never stale or orphaned here
+WRITTEN_ELSEWHERE = (CROSSCHECK, PERFORMANCE, "performance-size.png", "performance-depth.png")
 
 # (file, what it shows, its module: `render() -> str`, and `charts() -> {path: png}` where it draws any);
 # the per-model pages come after these
@@ -26,6 +29,8 @@ REPORTS: tuple[tuple[str, str, ModuleType], ...] = (
 )
 CROSSCHECK_LINE = (CROSSCHECK, "Every built-in run in torch and compared layer by layer with fvcore and FlopCounterMode "
                    "(`archcalc report --crosscheck`; needs torch)")
+PERFORMANCE_LINE = (PERFORMANCE, "archcalc timed against fvcore, FlopCounterMode and a forward pass "
+                    "(`archcalc bench`; needs torch)")
 
 
 def generate(models: Sequence[str] | None = None) -> dict[str, bytes]:
@@ -33,7 +38,7 @@ def generate(models: Sequence[str] | None = None) -> dict[str, bytes]:
     names = list(models) if models is not None else list_models()
     results = [analyze(name) for name in names]
     files: dict[str, bytes] = {}
-    files["README.md"] = index.render(results, [(f, what) for f, what, _ in REPORTS] + [CROSSCHECK_LINE]).encode()
+    files["README.md"] = index.render(results, [(f, what) for f, what, _ in REPORTS] + [CROSSCHECK_LINE, PERFORMANCE_LINE]).encode()
     for name, _, module in REPORTS:
         _add(files, name, module.render().encode())
         for chart, data in (module.charts() if hasattr(module, "charts") else {}).items():
