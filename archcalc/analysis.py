@@ -7,7 +7,7 @@ whatever the batch and input size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple, Optional, Union
 
 from archcalc.errors import SpecError
 from archcalc.ops import GLOBAL, HANDLERS, Cost, describe
@@ -18,8 +18,7 @@ WEIGHT_LAYERS = (Conv2d, Linear)  # what "depth" counts, as in "VGG-16" and "Res
 MAX_LEAF_LAYERS = 100_000  # a spec beyond this is a mistake, and would take long to print
 
 
-@dataclass(frozen=True, slots=True)
-class State:
+class State(NamedTuple):
     """The tensor flowing between layers (one sample), and its receptive field."""
 
     shape: tuple[int, ...]
@@ -65,6 +64,20 @@ def count_leaves(layers: Layers, memo: dict[int, int] | None = None) -> int:
     return total
 
 
+# Where a layer stands in the spec, e.g. `layers[7].concat[2][1]`, as a chain of (parent, part) that is
+# spelled out only when there is an error: formatting it for every layer would cost more than the layer.
+SpecPath = Optional[tuple["SpecPath", Union[int, str]]]
+
+
+def spell(spec_path: SpecPath) -> str:
+    """`layers[7].concat[2][1]` from its chain: an int part is an index, a str part is spelled as is."""
+    parts: list[str] = []
+    while spec_path is not None:
+        spec_path, part = spec_path
+        parts.append(f"[{part}]" if isinstance(part, int) else part)
+    return "".join(reversed(parts))
+
+
 def child_keys(layers: Layers) -> list[str]:
     """Module names for a list of layers: the layer's `name`, else its index."""
     keys = [layer.name or str(i) for i, layer in enumerate(layers)]
@@ -82,21 +95,28 @@ class _Walker:
         self.batch = batch
         self.rows: list[Row] = []
         self.groups: list[Group] = []
-        # repeat copies share layer objects: cost each (layer, input shape) once per analysis
+        # repeat copies share layer objects: cost each (layer, input shape) once per analysis,
+        # and name each shared layer list once
         self.costs: dict[tuple[int, tuple[int, ...]], tuple[Cost, str]] = {}
+        self.keys: dict[int, list[str]] = {}
 
-    def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], spec_path: str, trainable: bool) -> State:
-        for key, (i, layer) in zip(child_keys(layers), enumerate(layers)):
-            state = self.layer(layer, state, prefix + (key,), f"{spec_path}[{i}]", trainable)
+    def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], spec_path: SpecPath,
+                 trainable: bool) -> State:
+        keys = self.keys.get(id(layers))
+        if keys is None:
+            keys = self.keys[id(layers)] = child_keys(layers)
+        for i, (key, layer) in enumerate(zip(keys, layers)):
+            state = self.layer(layer, state, prefix + (key,), (spec_path, i), trainable)
         return state
 
-    def branch(self, layers: Layers, state: State, path: tuple[str, ...], spec_path: str, trainable: bool) -> State:
+    def branch(self, layers: Layers, state: State, path: tuple[str, ...], spec_path: SpecPath,
+               trainable: bool) -> State:
         """A branch, repeat copy or residual side: a single layer stands at `path` itself."""
         if len(layers) == 1:
-            return self.layer(layers[0], state, path, f"{spec_path}[0]", trainable)
+            return self.layer(layers[0], state, path, (spec_path, 0), trainable)
         return self.sequence(layers, state, path, spec_path, trainable)
 
-    def layer(self, layer: Node, state: State, path: tuple[str, ...], spec_path: str, trainable: bool) -> State:
+    def layer(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath, trainable: bool) -> State:
         trainable = trainable and layer.trainable
         handler = HANDLERS.get(type(layer))
         if handler is not None:
@@ -120,15 +140,16 @@ class _Walker:
         self.groups.append(Group(path, kind, start, len(self.rows)))
         return new
 
-    def composite(self, layer: Node, state: State, path: tuple[str, ...], spec_path: str, trainable: bool) -> State:
+    def composite(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath,
+                  trainable: bool) -> State:
         if isinstance(layer, Sequential):
             label = layer.block or "sequential"
-            return self.sequence(layer.layers, state, path, f"{spec_path}.{label}", trainable)
+            return self.sequence(layer.layers, state, path, (spec_path, "." + label), trainable)
         if isinstance(layer, Repeat):
             if not layer.layers:
                 raise SpecError("repeat has no layers")
             for copy in range(layer.times):
-                state = self.branch(layer.layers, state, path + (str(copy),), f"{spec_path}.repeat.layers", trainable)
+                state = self.branch(layer.layers, state, path + (str(copy),), (spec_path, ".repeat.layers"), trainable)
             return state
         if isinstance(layer, Concat):
             return self.concat(layer, state, path, spec_path, trainable)
@@ -140,7 +161,7 @@ class _Walker:
         if not layer.branches:
             raise SpecError("concat has no branches")
         outs = [
-            self.branch(b, state, path + (str(i),), f"{spec_path}.concat[{i}]", trainable)
+            self.branch(b, state, path + (str(i),), ((spec_path, ".concat"), i), trainable)
             for i, b in enumerate(layer.branches)
         ]
         shapes = [o.shape for o in outs]
@@ -155,10 +176,11 @@ class _Walker:
     def residual(self, layer: Residual, state: State, path, spec_path, trainable) -> State:
         if not layer.body:
             raise SpecError("residual has an empty body")
-        body = self.branch(layer.body, state, path + ("body",), f"{spec_path}.residual.body", trainable)
+        body = self.branch(layer.body, state, path + ("body",), (spec_path, ".residual.body"), trainable)
         short = state
         if layer.shortcut:
-            short = self.branch(layer.shortcut, state, path + ("shortcut",), f"{spec_path}.residual.shortcut", trainable)
+            short = self.branch(layer.shortcut, state, path + ("shortcut",), (spec_path, ".residual.shortcut"),
+                                trainable)
         if body.shape != short.shape:
             fmt = lambda s: "x".join(map(str, s))  # noqa: E731
             raise SpecError(f"residual body gives {fmt(body.shape)} but the shortcut gives {fmt(short.shape)}")
@@ -169,29 +191,16 @@ class _Walker:
 
     def _row(self, path, op, description, before: State, after: State, params, trainable, macs, fvcore) -> None:
         n = self.batch
-        self.rows.append(
-            Row(
-                path=path,
-                op=op,
-                description=description,
-                input_shape=(n, *before.shape),
-                output_shape=(n, *after.shape),
-                params=params,
-                trainable_params=params if trainable else 0,
-                macs=n * macs,
-                fvcore_flops=n * fvcore,
-                torch_flops=2 * n * macs,
-                activations=n * math.prod(after.shape),
-                receptive_field=after.rf,
-                stride=after.jump,
-            )
-        )
+        self.rows.append(Row(  # positional, in Row's field order: a few hundred rows per analysis
+            path, op, description, (n, *before.shape), (n, *after.shape), params, params if trainable else 0,
+            n * macs, n * fvcore, 2 * n * macs, n * math.prod(after.shape), after.rf, after.jump,
+        ))
 
     @staticmethod
-    def _locate(err: SpecError, layer: Node, spec_path: str) -> SpecError:
+    def _locate(err: SpecError, layer: Node, spec_path: SpecPath) -> SpecError:
         where = layer.where
         return err.located(
-            file=where.file if where else None, line=where.line if where else None, path=spec_path, op=layer.OP
+            file=where.file if where else None, line=where.line if where else None, path=spell(spec_path), op=layer.OP
         )
 
 
@@ -217,7 +226,7 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         if count_leaves(model.layers) > MAX_LEAF_LAYERS:
             raise SpecError(f"{model.name} expands to more than {MAX_LEAF_LAYERS:,} layers")
         start = State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1))
-        final = walker.sequence(model.layers, start, (), "layers", True)
+        final = walker.sequence(model.layers, start, (), (None, "layers"), True)
     except SpecError as err:
         raise err.located(file=file) from None
     except RecursionError:

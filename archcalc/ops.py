@@ -16,8 +16,7 @@ Counting conventions, stated once:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from archcalc.errors import SpecError
 from archcalc.spec import (
@@ -30,8 +29,7 @@ Window = tuple[int, int, int, int]  # effective kernel h, w and stride h, w
 GLOBAL = "global"  # every output element sees every input position
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
+class Cost(NamedTuple):
     """What one leaf op produces and costs for one sample."""
 
     output: Shape

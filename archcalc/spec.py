@@ -6,16 +6,17 @@ are inferred from the incoming shape and, when given, must match it.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Union
+from typing import Callable, ClassVar, NamedTuple, Union
 
 from archcalc.errors import SpecError
 
 IntPair = Union[int, tuple[int, int]]
 
 
-@dataclass(frozen=True)
-class Where:
+class Where(NamedTuple):
     """Where a node was written: file and 1-based line."""
 
     file: str | None = None
@@ -85,29 +86,41 @@ class Node:
             raise SpecError(f"name must be a non-empty string without '.' or spaces, got {self.name!r}", op=self.OP)
         if not isinstance(self.trainable, bool):
             raise SpecError(f"trainable must be true or false, got {self.trainable!r}", op=self.OP)
-        for f in fields(self):
-            kind = f.metadata.get("kind")
-            if kind is None:
+        for name, default, check, expected in _checked_fields(type(self)):
+            value = getattr(self, name)
+            if value is default:  # a field left at its default is valid: skip the check (most of them)
                 continue
-            value = getattr(self, f.name)
-            check, expected = _CHECKS[kind]
             if not check(value):
-                raise SpecError(f"{f.name} must be {expected}, got {value!r}", op=self.OP)
+                raise SpecError(f"{name} must be {expected}, got {value!r}", op=self.OP)
             if isinstance(value, list):
-                object.__setattr__(self, f.name, tuple(value))
-        for name in _LAYER_LISTS:
-            value = getattr(self, name, None)
+                object.__setattr__(self, name, tuple(value))
+        for name in _layer_lists(type(self)):
+            value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
         if isinstance(getattr(self, "branches", None), (list, tuple)):
             object.__setattr__(self, "branches", tuple(tuple(b) for b in self.branches))
 
 
+@functools.cache
+def _checked_fields(cls: type[Node]) -> tuple[tuple[str, object, Callable[[object], bool], str], ...]:
+    """(field, default, check, what a valid value is) for each field of `cls` with a validation kind."""
+    return tuple((f.name, f.default, *_CHECKS[f.metadata["kind"]]) for f in fields(cls) if "kind" in f.metadata)
+
+
+@functools.cache
+def _layer_lists(cls: type[Node]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.name in _LAYER_LISTS)
+
+
 _LAYER_LISTS = ("layers", "body", "shortcut")
 
 
+_NAME = re.compile(r"[^.\s]+")
+
+
 def _valid_name(name: str) -> bool:
-    return bool(name) and not any(c in name for c in ". \t\n") and not name.isdigit()
+    return _NAME.fullmatch(name) is not None and not name.isdigit()
 
 
 # ---- leaf ops -------------------------------------------------------------------------

@@ -104,8 +104,8 @@ def test_a_wrong_calculator_row_is_reported_as_a_disagreement():
     net = build_module("lenet", init=False)
     result = archcalc.analyze("lenet")
     rows = list(result.rows)
-    rows[0] = replace(rows[0], output_shape=(1, 6, 27, 27), params=rows[0].params + 1)
-    rows[3] = replace(rows[3], fvcore_flops=rows[3].fvcore_flops + 1, torch_flops=rows[3].torch_flops + 2)
+    rows[0] = rows[0]._replace(output_shape=(1, 6, 27, 27), params=rows[0].params + 1)
+    rows[3] = rows[3]._replace(fvcore_flops=rows[3].fvcore_flops + 1, torch_flops=rows[3].torch_flops + 2)
     checked = check_module(net, replace(result, rows=tuple(rows)), runs=0)
     assert not checked.ok
     assert [(l.name, l.mismatches) for l in checked.mismatches] == [

@@ -64,7 +64,7 @@ def test_a_disagreement_exits_1_and_says_where(monkeypatch):
     def wrong(model, **kwargs):
         result = real_run(model, **kwargs)
         rows = list(result.rows)
-        rows[0] = replace(rows[0], output_shape=(1, 6, 27, 27))
+        rows[0] = rows[0]._replace(output_shape=(1, 6, 27, 27))
         return replace(result, rows=tuple(rows))
 
     monkeypatch.setattr(crosscheck, "run", wrong)
