@@ -3,18 +3,20 @@
 A file holds one model (`name`, `input`, `layers`) or several under `models:`, which
 may share `blocks:`. A block has `params` (required), `defaults` and `layers`; it is
 used like an op: `- {vgg_stage: {out: 64, convs: 2}, name: stage1}`. Inside a block or
-a model, a value written `$param` is replaced by the parameter's value; a list-valued
-parameter written as an item of a list is spliced into it (`- $norm` with `norm: []`
-adds nothing). A model may `extends:` another of the same file, changing `defaults`.
+a model, a value written `$param` is replaced by the parameter's value, which is used as
+it is (a `$` inside it is not looked up again); a list-valued parameter written as an
+item of a list of layers is spliced into it (`- $norm` with `norm: []` adds nothing),
+and as an item of concat's list it is one branch. A model may `extends:` another of the same file, changing `defaults`.
 There is no arithmetic and nothing executes.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from archcalc.errors import SpecError
 from archcalc.spec import LEAF_OPS, Concat, Model, Node, Repeat, Residual, Sequential, Where
@@ -33,6 +35,37 @@ MAX_NESTING = 64
 def did_you_mean(word: object, choices, prefix: str = "") -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+def _plain_containers(data) -> set[int]:
+    """ids of the mappings and lists under `data` in which no `$param` appears.
+
+    `data` must outlive the set (a SpecFile keeps its parsed YAML), so no other object can take one of the ids.
+    """
+    plain: set[int] = set()
+
+    def visit(node) -> bool:
+        if isinstance(node, str):
+            return node.startswith("$")
+        if not isinstance(node, (dict, list)):
+            return False
+        mentions = False
+        for item in node.values() if isinstance(node, dict) else node:
+            mentions = visit(item) or mentions
+        if not mentions:
+            plain.add(id(node))
+        return mentions
+
+    try:
+        visit(data)
+    except RecursionError:  # YAML aliases that nest too deep: substitute everything, the builder reports it
+        plain.clear()
+    return plain
+
+
+def _may_mention(value) -> bool:
+    """Whether substituting `value` can change it: a container, or a `$param`."""
+    return isinstance(value, (dict, list)) or (isinstance(value, str) and value.startswith("$"))
 
 
 def _line(container, key, default: int | None = None) -> int | None:
@@ -68,6 +101,7 @@ class SpecFile:
             _check_keys(data, SINGLE_KEYS, "a spec file", self.file)
             entries = [data]
         self.blocks = self._read_blocks(data.get("blocks"), _line(data, "blocks"))
+        self.plain = _plain_containers(data)
         self.entries: dict[str, LDict] = {}
         for i, entry in enumerate(entries):
             line = _line(entries, i, data.line if isinstance(data, LDict) else None)
@@ -139,11 +173,10 @@ class SpecFile:
                 raise SpecError(f"{name} has no parameter {key!r}{did_you_mean(key, scope)}; its parameters: {have}",
                                 file=self.file)
             scope[key] = value
-        builder = _Builder(self.file, self.blocks)
+        builder = _Builder(self.file, self.blocks, self.plain)
         try:
             shape = builder.substitute(entry["input"], scope, entry["input_line"])
-            layers = builder.substitute(entry["layers"], scope, entry["layers_line"])
-            built = builder.layers(layers, entry["layers_line"], "layers")
+            built = builder.layers(entry["layers"], scope, entry["layers_line"], "layers")
             return Model(
                 name=name,
                 input=shape,
@@ -203,30 +236,37 @@ class SpecFile:
         return resolved
 
 
-class _Builder:
-    """Converts substituted YAML layer data into Nodes, expanding blocks."""
+# The scope a piece of layer data resolves its `$params` in; None for data that came out of a
+# parameter, which was resolved where it was passed and is used as it is.
+Scope = Optional[Mapping[str, Any]]
 
-    def __init__(self, file: str, blocks: Mapping[str, LDict]) -> None:
+
+class _Builder:
+    """Converts YAML layer data into Nodes, expanding blocks and resolving `$params` as it goes."""
+
+    def __init__(self, file: str, blocks: Mapping[str, LDict], plain: set[int] = frozenset()) -> None:
         self.file = file
         self.blocks = blocks
+        self.plain = plain  # ids of the file's containers that mention no parameter: resolved as they are
         self.count = 0
         self.calls: list[str] = []
 
     def error(self, reason: str, line: int | None, path: str | None = None, op: str | None = None) -> SpecError:
         return SpecError(reason, file=self.file, line=line, path=path, op=op)
 
-    def substitute(self, data, scope: Mapping[str, Any], line: int | None):
-        """A copy of `data` with every `$param` replaced by its value from scope."""
-        if isinstance(data, str) and data.startswith("$"):
-            key = data[1:]
-            if key not in scope:
-                raise self.error(f"unknown parameter {data}{did_you_mean(key, scope, '$')}", line)
-            return scope[key]
+    def substitute(self, data, scope: Scope, line: int | None):
+        """`data` with every `$param` replaced by its value from scope (a copy where any is)."""
+        if scope is None:
+            return data
+        if isinstance(data, str):
+            return self._value(data, scope, line) if data.startswith("$") else data
+        if id(data) in self.plain:
+            return data
         if isinstance(data, LDict):
             new = LDict()
             new.line, new.lines = data.line, data.lines
             for key, value in data.items():
-                new[key] = self.substitute(value, scope, data.line_of(key))
+                new[key] = self.substitute(value, scope, data.line_of(key)) if _may_mention(value) else value
             return new
         if isinstance(data, list):
             new = LList()
@@ -238,17 +278,40 @@ class _Builder:
                     new.extend(spliced)
                     new.lines.extend(_line(spliced, j, item_line) for j in range(len(spliced)))
                 else:
-                    new.append(self.substitute(item, scope, item_line))
+                    new.append(self.substitute(item, scope, item_line) if _may_mention(item) else item)
                     new.lines.append(item_line)
             return new
         return data
 
-    def layers(self, data, line: int | None, path: str) -> tuple[Node, ...]:
+    def _value(self, reference: str, scope: Mapping[str, Any], line: int | None):
+        key = reference[1:]
+        if key not in scope:
+            raise self.error(f"unknown parameter {reference}{did_you_mean(key, scope, '$')}", line)
+        return scope[key]
+
+    def _resolved(self, data, scope: Scope, line: int | None) -> tuple[Any, Scope]:
+        """Data standing in for a list or mapping of layers: a `$param` is replaced (and then final)."""
+        if scope is not None and isinstance(data, str) and data.startswith("$"):
+            return self._value(data, scope, line), None
+        return data, scope
+
+    def layers(self, data, scope: Scope, line: int | None, path: str) -> tuple[Node, ...]:
+        """A list of layers; a list-valued `$param` standing as an item is spliced in."""
+        data, scope = self._resolved(data, scope, line)
         if not isinstance(data, list):
             raise self.error(f"{path} must be a list of layers, got {_kind(data)}", line)
-        return tuple(self.layer(item, _line(data, i, line), f"{path}[{i}]") for i, item in enumerate(data))
+        nodes: list[Node] = []
+        for i, item in enumerate(data):
+            item_line = _line(data, i, line)
+            item, item_scope = self._resolved(item, scope, item_line)
+            if item_scope is None and scope is not None and isinstance(item, list):
+                for j, spliced in enumerate(item):
+                    nodes.append(self.layer(spliced, None, _line(item, j, item_line), f"{path}[{len(nodes)}]"))
+            else:
+                nodes.append(self.layer(item, item_scope, item_line, f"{path}[{len(nodes)}]"))
+        return tuple(nodes)
 
-    def layer(self, item, line: int | None, path: str) -> Node:
+    def layer(self, item, scope: Scope, line: int | None, path: str) -> Node:
         self.count += 1
         if self.count > MAX_SPEC_NODES:
             raise self.error(f"the spec expands to more than {MAX_SPEC_NODES:,} layers", line, path)
@@ -264,60 +327,61 @@ class _Builder:
                     f"a layer is one op key (plus optional name: and trainable:), got {', '.join(map(str, keys)) or 'none'}",
                     line, path)
             op, args = keys[0], item[keys[0]]
-            extra = {k: item[k] for k in LAYER_KEYS if k in item}
+            extra = {k: self.substitute(item[k], scope, _line(item, k, line)) if _may_mention(item[k]) else item[k]
+                     for k in LAYER_KEYS if k in item}
         else:
             raise self.error(f"a layer is an op name or a mapping, got {_kind(item)}", line, path)
         where = Where(self.file, line)
         try:
-            return self._node(op, args, extra, where, path)
+            return self._node(op, args, scope, extra, where, path)
         except SpecError as err:
             raise err.located(file=self.file, line=line, path=path, op=str(op)) from None
 
-    def _node(self, op, args, extra: dict, where: Where, path: str) -> Node:
+    def _node(self, op, args, scope: Scope, extra: dict, where: Where, path: str) -> Node:
         line = where.line
         if op in LEAF_OPS:
             cls = LEAF_OPS[op]
-            if args is None:
-                args = {}
+            args = {} if args is None else self.substitute(args, scope, line)
             if not isinstance(args, dict):
                 raise SpecError(f"arguments must be a mapping, got {_kind(args)}")
-            allowed = [f.name for f in fields(cls) if f.name not in ("name", "trainable", "where")]
+            allowed, required = _arguments(cls)
             for key in args:
                 if key not in allowed:
                     raise SpecError(f"unknown argument {key!r}{did_you_mean(key, allowed)}",
                                     line=_line(args, key, line))
-            required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
             missing = [k for k in required if k not in args]
             if missing:
                 raise SpecError(f"missing argument {missing[0]}")
             return cls(**args, **extra, where=where)
+        if op in self.blocks:
+            return self._block(op, self.substitute(args, scope, line), extra, where, path)
         if op == "sequential":
-            return Sequential(layers=self.layers(args, line, f"{path}.sequential"), **extra, where=where)
+            return Sequential(layers=self.layers(args, scope, line, f"{path}.sequential"), **extra, where=where)
+        args, scope = self._resolved(args, scope, line)
         if op == "concat":
             if not isinstance(args, list) or not args:
                 raise SpecError("concat takes a non-empty list of branches, each a list of layers")
-            branches = tuple(self.layers(b, _line(args, i, line), f"{path}.concat[{i}]") for i, b in enumerate(args))
+            branches = tuple(self.layers(b, scope, _line(args, i, line), f"{path}.concat[{i}]")
+                             for i, b in enumerate(args))
             return Concat(branches=branches, **extra, where=where)
         if op == "residual":
             if not isinstance(args, dict) or "body" not in args:
                 raise SpecError("residual takes a mapping with body: [layers] and optional shortcut: [layers]")
             _check_keys(args, ("body", "shortcut"), "residual", self.file)
-            body = self.layers(args["body"], _line(args, "body", line), f"{path}.residual.body")
+            body = self.layers(args["body"], scope, _line(args, "body", line), f"{path}.residual.body")
             shortcut = args.get("shortcut") or []
-            short = self.layers(shortcut, _line(args, "shortcut", line), f"{path}.residual.shortcut")
+            short = self.layers(shortcut, scope, _line(args, "shortcut", line), f"{path}.residual.shortcut")
             return Residual(body=body, shortcut=short, **extra, where=where)
         if op == "repeat":
             if not isinstance(args, dict) or "times" not in args or "layers" not in args:
                 raise SpecError("repeat takes a mapping with times: N and layers: [layers]")
             _check_keys(args, ("times", "layers"), "repeat", self.file)
-            times = args["times"]
+            times = self.substitute(args["times"], scope, _line(args, "times", line))
             if not isinstance(times, int) or isinstance(times, bool) or times < 1:
                 raise SpecError(f"repeat times must be a positive integer, got {times!r}",
                                 line=_line(args, "times", line))
-            layers = self.layers(args["layers"], _line(args, "layers", line), f"{path}.repeat.layers")
+            layers = self.layers(args["layers"], scope, _line(args, "layers", line), f"{path}.repeat.layers")
             return Repeat(times=times, layers=layers, **extra, where=where)
-        if op in self.blocks:
-            return self._block(op, args, extra, where, path)
         known = [*LEAF_OPS, *COMPOSITE_OPS, *self.blocks]
         raise SpecError(f"unknown op {op!r}{did_you_mean(op, known)}")
 
@@ -340,11 +404,18 @@ class _Builder:
         scope = {**defaults, **args}
         self.calls.append(name)
         try:
-            layers = self.substitute(block["layers"], scope, _line(block, "layers"))
-            built = self.layers(layers, _line(block, "layers"), f"{path}.{name}")
+            built = self.layers(block["layers"], scope, _line(block, "layers"), f"{path}.{name}")
         finally:
             self.calls.pop()
         return Sequential(layers=built, block=name, **extra, where=where)
+
+
+@functools.cache
+def _arguments(cls: type[Node]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A leaf op's arguments in a spec, and those it requires."""
+    allowed = tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where"))
+    required = tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
+    return allowed, required
 
 
 def _kind(value) -> str:

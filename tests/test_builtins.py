@@ -157,14 +157,3 @@ def test_analysis_never_imports_torch():
            "print(sorted(m for m in ('torch', 'fvcore', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-
-
-def test_a_files_source_is_every_models_default(tmp_path):
-    path = tmp_path / "two.yaml"
-    path.write_text(
-        "source: A paper\nmodels:\n"
-        "  - {name: a, input: [1, 4, 4], layers: [flatten]}\n"
-        "  - {name: b, source: Another paper, input: [1, 4, 4], layers: [flatten]}\n"
-    )
-    assert archcalc.load(f"{path}:a").source == "A paper"
-    assert archcalc.load(f"{path}:b").source == "Another paper"
