@@ -1,4 +1,5 @@
-"""The README's Python example runs and its assertions hold; its test line is .ci/run's."""
+"""The README's Python example runs and its assertions hold, its sample output is what the CLI prints now,
+and its test line is .ci/run's."""
 
 from __future__ import annotations
 
@@ -30,3 +31,16 @@ def test_yaml_example_is_a_valid_spec(tmp_path):
     path.write_text(spec)
     result = archcalc.analyze(path)
     assert result.rows[-1].output_shape == (1, 10)
+
+
+def test_console_examples_are_current():
+    from typer.testing import CliRunner
+
+    from archcalc.cli import app
+
+    blocks = re.findall(r"```console\n\$ archcalc (.*?)\n(.*?)```", README, re.S)
+    assert blocks
+    for command, shown in blocks:
+        result = CliRunner().invoke(app, command.split(), env={"NO_COLOR": "1"})
+        assert result.exit_code == 0, result.output
+        assert result.stdout == shown, f"README's `archcalc {command}` is stale: paste its output again"
