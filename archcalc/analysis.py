@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Optional, Union
 
-from archcalc.errors import SpecError
+from archcalc.errors import SpecError, shown
 from archcalc.ops import GLOBAL, HANDLERS, Cost, describe
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential
@@ -166,8 +166,8 @@ class _Walker:
         ]
         shapes = [o.shape for o in outs]
         if any(len(s) != len(shapes[0]) or s[1:] != shapes[0][1:] for s in shapes):
-            shown = ", ".join("x".join(map(str, s[1:])) or "flat" for s in shapes)
-            raise SpecError(f"concat branches must agree in H x W (and rank), got {shown}")
+            sizes = ", ".join("x".join(map(str, s[1:])) or "flat" for s in shapes)
+            raise SpecError(f"concat branches must agree in H x W (and rank), got {sizes}")
         shape = (sum(s[0] for s in shapes), *shapes[0][1:])
         new = _merge(outs, shape)
         self._row(path, "concat", f"concat {len(outs)} branches", state, new, 0, trainable, 0, 0)
@@ -219,7 +219,7 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         raise SpecError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
     shape = tuple(input) if input is not None else model.input
     if not (len(shape) in (1, 3) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
-        raise SpecError(f"input must be C x H x W or F of positive integers, got {shape!r}")
+        raise SpecError(f"input must be C x H x W or F of positive integers, got {shown(shape)}")
     file = model.where.file if model.where else None
     walker = _Walker(batch)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+
 
 class SpecError(ValueError):
     """A malformed or impossible spec: `FILE:LINE: PATH (op): reason` in one line."""
@@ -48,3 +50,23 @@ class SpecError(ValueError):
 
 def _rebuild(reason, file, line, path, op) -> SpecError:
     return SpecError(reason, file=file, line=line, path=path, op=op)
+
+
+class _Short(reprlib.Repr):
+    """reprlib's limits, also on the list and dict subclasses the YAML reader makes (LList, LDict)."""
+
+    def repr1(self, x, level):
+        if isinstance(x, list) and type(x) is not list:
+            return self.repr_list(x, level)
+        if isinstance(x, dict) and type(x) is not dict:
+            return self.repr_dict(x, level)
+        return super().repr1(x, level)
+
+
+_SHORT = _Short()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
+
+
+def shown(value: object) -> str:
+    """A value for an error message, cut short (a YAML alias can make a list of a billion items)."""
+    return _SHORT.repr(value)

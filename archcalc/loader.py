@@ -18,7 +18,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from archcalc.errors import SpecError
+from archcalc.errors import SpecError, shown
 from archcalc.spec import LEAF_OPS, Concat, Model, Node, Repeat, Residual, Sequential, Where
 from archcalc.yamlfile import LDict, LList, read
 
@@ -43,17 +43,21 @@ def _plain_containers(data) -> set[int]:
     `data` must outlive the set (a SpecFile keeps its parsed YAML), so no other object can take one of the ids.
     """
     plain: set[int] = set()
+    visited: dict[int, bool] = {}  # a YAML alias shares one object between places: visit it once
 
     def visit(node) -> bool:
         if isinstance(node, str):
             return node.startswith("$")
         if not isinstance(node, (dict, list)):
             return False
+        if id(node) in visited:
+            return visited[id(node)]
         mentions = False
         for item in node.values() if isinstance(node, dict) else node:
             mentions = visit(item) or mentions
         if not mentions:
             plain.add(id(node))
+        visited[id(node)] = mentions
         return mentions
 
     try:
@@ -254,22 +258,29 @@ class _Builder:
     def error(self, reason: str, line: int | None, path: str | None = None, op: str | None = None) -> SpecError:
         return SpecError(reason, file=self.file, line=line, path=path, op=op)
 
-    def substitute(self, data, scope: Scope, line: int | None):
-        """`data` with every `$param` replaced by its value from scope (a copy where any is)."""
+    def substitute(self, data, scope: Scope, line: int | None, done: dict[int, Any] | None = None):
+        """`data` with every `$param` replaced by its value from scope (a copy where any is).
+
+        `done` maps containers already copied in this call to their copies: a YAML alias
+        shares one object between many places, and copying it each time could take forever.
+        """
         if scope is None:
             return data
         if isinstance(data, str):
             return self._value(data, scope, line) if data.startswith("$") else data
         if id(data) in self.plain:
             return data
+        done = {} if done is None else done
+        if id(data) in done:
+            return done[id(data)]
         if isinstance(data, LDict):
-            new = LDict()
+            new = done[id(data)] = LDict()
             new.line, new.lines = data.line, data.lines
             for key, value in data.items():
-                new[key] = self.substitute(value, scope, data.line_of(key)) if _may_mention(value) else value
+                new[key] = self.substitute(value, scope, data.line_of(key), done) if _may_mention(value) else value
             return new
         if isinstance(data, list):
-            new = LList()
+            new = done[id(data)] = LList()
             new.line, new.lines = getattr(data, "line", line), []
             for i, item in enumerate(data):
                 item_line = _line(data, i, line)
@@ -278,7 +289,7 @@ class _Builder:
                     new.extend(spliced)
                     new.lines.extend(_line(spliced, j, item_line) for j in range(len(spliced)))
                 else:
-                    new.append(self.substitute(item, scope, item_line) if _may_mention(item) else item)
+                    new.append(self.substitute(item, scope, item_line, done) if _may_mention(item) else item)
                     new.lines.append(item_line)
             return new
         return data
@@ -378,7 +389,7 @@ class _Builder:
             _check_keys(args, ("times", "layers"), "repeat", self.file)
             times = self.substitute(args["times"], scope, _line(args, "times", line))
             if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-                raise SpecError(f"repeat times must be a positive integer, got {times!r}",
+                raise SpecError(f"repeat times must be a positive integer, got {shown(times)}",
                                 line=_line(args, "times", line))
             layers = self.layers(args["layers"], scope, _line(args, "layers", line), f"{path}.repeat.layers")
             return Repeat(times=times, layers=layers, **extra, where=where)

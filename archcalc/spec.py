@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Callable, ClassVar, NamedTuple, Union
 
-from archcalc.errors import SpecError
+from archcalc.errors import SpecError, shown
 
 IntPair = Union[int, tuple[int, int]]
 
@@ -83,15 +83,15 @@ class Node:
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not _valid_name(self.name)):
-            raise SpecError(f"name must be a non-empty string without '.' or spaces, got {self.name!r}", op=self.OP)
+            raise SpecError(f"name must be a non-empty string without '.' or spaces, got {shown(self.name)}", op=self.OP)
         if not isinstance(self.trainable, bool):
-            raise SpecError(f"trainable must be true or false, got {self.trainable!r}", op=self.OP)
+            raise SpecError(f"trainable must be true or false, got {shown(self.trainable)}", op=self.OP)
         for name, default, check, expected in _checked_fields(type(self)):
             value = getattr(self, name)
             if value is default:  # a field left at its default is valid: skip the check (most of them)
                 continue
             if not check(value):
-                raise SpecError(f"{name} must be {expected}, got {value!r}", op=self.OP)
+                raise SpecError(f"{name} must be {expected}, got {shown(value)}", op=self.OP)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
         for name in _layer_lists(type(self)):
@@ -299,6 +299,6 @@ class Model:
             and len(shape) in (1, 3)
             and all(_is_int(v) and v >= 1 for v in shape)
         ):
-            raise SpecError(f"input must be [C, H, W] or [F] of positive integers, got {shape!r}")
+            raise SpecError(f"input must be [C, H, W] or [F] of positive integers, got {shown(shape)}")
         object.__setattr__(self, "input", tuple(shape))
         object.__setattr__(self, "layers", tuple(self.layers))
