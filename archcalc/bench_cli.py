@@ -124,7 +124,7 @@ def bench(
 
     from tabulate import tabulate
 
-    from archcalc.bench_report import MARKS, case_table, render_markdown, seconds, write_plots
+    from archcalc.bench_report import MARKS, case_table, draw_plots, render_markdown, seconds
 
     print(case_table(result.cases, "simple"))
     print()
@@ -136,7 +136,10 @@ def bench(
     print(tabulate([[t.goal, t.measured, MARKS[t.passed].strip("*")] for t in result.targets],
                    ["target", "measured", "result"], tablefmt="simple", disable_numparse=True))
     if out is not None and str(out) != "-":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        images = write_plots(result, out.parent, out.stem) if plots else {}
-        out.write_text(render_markdown(result, command, images), encoding="utf-8")
-        print(f"\nwrote {out}" + "".join(f", {out.parent / name}" for name in images.values()))
+        from archcalc.reports.writer import write_all
+
+        images = draw_plots(result, out.stem) if plots else {}
+        markdown = render_markdown(result, command, {kind: name for kind, (name, _) in images.items()})
+        files = {out.name: markdown.encode(), **{name: png for name, png in images.values()}}
+        write_all(files, out.parent)  # each file atomically: an interrupted run leaves the old report
+        print("\nwrote " + ", ".join(str(out.parent / name) for name in files))

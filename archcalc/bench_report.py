@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tabulate import tabulate
 
 from archcalc.bench import TOOL_LABELS, TOOLS, BenchResult, CaseResult, Timing
@@ -143,14 +141,16 @@ def profile_section(bench: BenchResult) -> list[str]:
     return lines + ["```", bench.profile, "```", ""]
 
 
-def write_plots(bench: BenchResult, out_dir: Path, stem: str) -> dict[str, str]:
-    """Log-log PNGs: time vs input size (one panel per model) and time vs ResNet depth."""
+def draw_plots(bench: BenchResult, stem: str) -> dict[str, tuple[str, bytes]]:
+    """Log-log PNGs: time vs input size (one panel per model) and time vs ResNet depth.
+
+    "size"/"depth" -> (file name, PNG bytes); nothing is written here."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots: dict[str, str] = {}
+    plots: dict[str, tuple[str, bytes]] = {}
     size_cases = [r for r in bench.cases if r.case.batch == 1]
     models = list(dict.fromkeys(r.case.model for r in size_cases))
     if models and len({r.case.size for r in size_cases}) > 1:
@@ -164,7 +164,7 @@ def write_plots(bench: BenchResult, out_dir: Path, stem: str) -> dict[str, str]:
             ax.minorticks_off()
         axes[0][0].set_ylabel("seconds per call")
         axes[0][0].legend(fontsize=7)
-        plots["size"] = _save(fig, out_dir, f"{stem}-size.png")
+        plots["size"] = (f"{stem}-size.png", _png(fig))
     if len(bench.depth) > 1:
         fig, ax = plt.subplots(figsize=(5.5, 4))
         depth = sorted(bench.depth, key=lambda r: r.depth)
@@ -175,7 +175,7 @@ def write_plots(bench: BenchResult, out_dir: Path, stem: str) -> dict[str, str]:
         ax.set_ylabel("seconds per call")
         ax.set_title("ResNets at 224x224, batch 1", fontsize=9)
         ax.legend(fontsize=7)
-        plots["depth"] = _save(fig, out_dir, f"{stem}-depth.png")
+        plots["depth"] = (f"{stem}-depth.png", _png(fig))
     return plots
 
 
@@ -188,11 +188,14 @@ def _lines(ax, results: list[CaseResult], x_of) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
-def _save(fig, out_dir: Path, name: str) -> str:
+def _png(fig) -> bytes:
+    import io
+
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
+    buf = io.BytesIO()
     # no timestamp in the file, so an unchanged plot gives the same bytes
-    fig.savefig(out_dir / name, dpi=110, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
-    return name
+    return buf.getvalue()
