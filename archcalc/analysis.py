@@ -31,7 +31,7 @@ class State(NamedTuple):
 def _advance(state: State, cost: Cost, weighted: bool) -> State:
     (rh, rw), (jh, jw) = state.rf, state.jump
     window = cost.window
-    if window == GLOBAL:
+    if isinstance(window, str):  # GLOBAL: the whole grid
         gh, gw = state.grid
         window = (gh, gw, 1, 1)
     if window is not None:

@@ -13,13 +13,11 @@ There is no arithmetic and nothing executes.
 from __future__ import annotations
 
 import difflib
-import functools
-from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import AbstractSet, Any, Mapping, Optional
 
 from archcalc.errors import SpecError, shown
-from archcalc.spec import LEAF_OPS, Concat, Model, Node, Repeat, Residual, Sequential, Where
+from archcalc.spec import LEAF_OPS, Concat, Model, Node, Repeat, Residual, Sequential, Where, class_info
 from archcalc.yamlfile import LDict, LList, read
 
 SINGLE_KEYS = ("name", "description", "source", "input", "layers", "blocks", "defaults")
@@ -106,7 +104,7 @@ class SpecFile:
             entries = [data]
         self.blocks = self._read_blocks(data.get("blocks"), _line(data, "blocks"))
         self.plain = _plain_containers(data)
-        self.entries: dict[str, LDict] = {}
+        self.entries: dict[str, dict[str, Any]] = {}
         for i, entry in enumerate(entries):
             line = _line(entries, i, data.line if isinstance(data, LDict) else None)
             if not isinstance(entry, dict):
@@ -248,7 +246,7 @@ Scope = Optional[Mapping[str, Any]]
 class _Builder:
     """Converts YAML layer data into Nodes, expanding blocks and resolving `$params` as it goes."""
 
-    def __init__(self, file: str, blocks: Mapping[str, LDict], plain: set[int] = frozenset()) -> None:
+    def __init__(self, file: str, blocks: Mapping[str, LDict], plain: AbstractSet[int] = frozenset()) -> None:
         self.file = file
         self.blocks = blocks
         self.plain = plain  # ids of the file's containers that mention no parameter: resolved as they are
@@ -280,18 +278,18 @@ class _Builder:
                 new[key] = self.substitute(value, scope, data.line_of(key), done) if _may_mention(value) else value
             return new
         if isinstance(data, list):
-            new = done[id(data)] = LList()
-            new.line, new.lines = getattr(data, "line", line), []
+            items = done[id(data)] = LList()
+            items.line, items.lines = getattr(data, "line", line), []
             for i, item in enumerate(data):
                 item_line = _line(data, i, line)
                 if isinstance(item, str) and item.startswith("$") and isinstance(scope.get(item[1:]), list):
                     spliced = scope[item[1:]]
-                    new.extend(spliced)
-                    new.lines.extend(_line(spliced, j, item_line) for j in range(len(spliced)))
+                    items.extend(spliced)
+                    items.lines.extend(_line(spliced, j, item_line) for j in range(len(spliced)))
                 else:
-                    new.append(self.substitute(item, scope, item_line, done) if _may_mention(item) else item)
-                    new.lines.append(item_line)
-            return new
+                    items.append(self.substitute(item, scope, item_line, done) if _may_mention(item) else item)
+                    items.lines.append(item_line)
+            return items
         return data
 
     def _value(self, reference: str, scope: Mapping[str, Any], line: int | None):
@@ -355,7 +353,7 @@ class _Builder:
             args = {} if args is None else self.substitute(args, scope, line)
             if not isinstance(args, dict):
                 raise SpecError(f"arguments must be a mapping, got {_kind(args)}")
-            allowed, required = _arguments(cls)
+            allowed, required = class_info(cls).arguments, class_info(cls).required
             for key in args:
                 if key not in allowed:
                     raise SpecError(f"unknown argument {key!r}{did_you_mean(key, allowed)}",
@@ -419,14 +417,6 @@ class _Builder:
         finally:
             self.calls.pop()
         return Sequential(layers=built, block=name, **extra, where=where)
-
-
-@functools.cache
-def _arguments(cls: type[Node]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A leaf op's arguments in a spec, and those it requires."""
-    allowed = tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where"))
-    required = tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
-    return allowed, required
 
 
 def _kind(value) -> str:

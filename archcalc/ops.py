@@ -16,7 +16,7 @@ Counting conventions, stated once:
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from archcalc.errors import SpecError
 from archcalc.spec import (
@@ -93,7 +93,8 @@ def conv2d(layer: Conv2d, shape: Shape) -> Cost:
         if pair(layer.stride) != (1, 1):
             raise SpecError("padding='same' needs stride 1 (as in torch)")
         (kh, kw), (dh, dw) = pair(layer.kernel_size), pair(layer.dilation)
-        out, window = (layer.out_channels, h, w), (dh * (kh - 1) + 1, dw * (kw - 1) + 1, 1, 1)
+        out: Shape = (layer.out_channels, h, w)
+        window = (dh * (kh - 1) + 1, dw * (kw - 1) + 1, 1, 1)
     else:
         out, window = _window2d(shape, layer.kernel_size, layer.stride, padding, layer.dilation)
         out = (layer.out_channels, out[1], out[2])
@@ -184,7 +185,7 @@ def elementwise(layer: Node, shape: Shape) -> Cost:
     return Cost(shape)
 
 
-Handler = Callable[[Node, Shape], Cost]
+Handler = Callable[[Any, Shape], Cost]  # each takes its own Node subclass
 
 HANDLERS: dict[type[Node], Handler] = {
     Conv2d: conv2d,
@@ -224,10 +225,11 @@ def describe(layer: Node) -> str:
             parts.append(f"/{_hw(stride)}")
         if layer.padding not in (0, (0, 0)):
             parts.append(layer.padding if isinstance(layer.padding, str) else f"p{_hw(layer.padding)}")
-        if getattr(layer, "dilation", 1) not in (1, (1, 1)):
-            parts.append(f"d{_hw(layer.dilation)}")
-        if getattr(layer, "groups", 1) != 1:
-            parts.append(f"g{layer.groups}")
+        dilation, groups = getattr(layer, "dilation", 1), getattr(layer, "groups", 1)
+        if dilation not in (1, (1, 1)):
+            parts.append(f"d{_hw(dilation)}")
+        if groups != 1:
+            parts.append(f"g{groups}")
         if getattr(layer, "ceil_mode", False):
             parts.append("ceil")
     elif isinstance(layer, AdaptiveAvgPool2d):

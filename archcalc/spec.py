@@ -6,9 +6,8 @@ are inferred from the incoming shape and, when given, must match it.
 
 from __future__ import annotations
 
-import functools
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Callable, ClassVar, NamedTuple, Union
 
 from archcalc.errors import SpecError, shown
@@ -86,7 +85,8 @@ class Node:
             raise SpecError(f"name must be a non-empty string without '.' or spaces, got {shown(self.name)}", op=self.OP)
         if not isinstance(self.trainable, bool):
             raise SpecError(f"trainable must be true or false, got {shown(self.trainable)}", op=self.OP)
-        for name, default, check, expected in _checked_fields(type(self)):
+        info = class_info(type(self))
+        for name, default, check, expected in info.checked:
             value = getattr(self, name)
             if value is default:  # a field left at its default is valid: skip the check (most of them)
                 continue
@@ -94,26 +94,38 @@ class Node:
                 raise SpecError(f"{name} must be {expected}, got {shown(value)}", op=self.OP)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
-        for name in _layer_lists(type(self)):
+        for name in info.layer_lists:
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
-        if isinstance(getattr(self, "branches", None), (list, tuple)):
-            object.__setattr__(self, "branches", tuple(tuple(b) for b in self.branches))
+        branches = getattr(self, "branches", None)
+        if isinstance(branches, (list, tuple)):
+            object.__setattr__(self, "branches", tuple(tuple(b) for b in branches))
 
 
-@functools.cache
-def _checked_fields(cls: type[Node]) -> tuple[tuple[str, object, Callable[[object], bool], str], ...]:
-    """(field, default, check, what a valid value is) for each field of `cls` with a validation kind."""
-    return tuple((f.name, f.default, *_CHECKS[f.metadata["kind"]]) for f in fields(cls) if "kind" in f.metadata)
+class ClassInfo(NamedTuple):
+    """What a Node class takes, worked out once per class (dataclasses.fields is slow)."""
+
+    checked: tuple[tuple[str, object, Callable[[object], bool], str], ...]  # field, default, check, valid value
+    layer_lists: tuple[str, ...]  # fields holding a list of layers
+    arguments: tuple[str, ...]  # what a spec may give it
+    required: tuple[str, ...]  # what a spec must give it
 
 
-@functools.cache
-def _layer_lists(cls: type[Node]) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls) if f.name in _LAYER_LISTS)
-
-
+_CLASS_INFO: dict[type, ClassInfo] = {}
 _LAYER_LISTS = ("layers", "body", "shortcut")
+
+
+def class_info(cls: type[Node]) -> ClassInfo:
+    info = _CLASS_INFO.get(cls)
+    if info is None:
+        info = _CLASS_INFO[cls] = ClassInfo(
+            checked=tuple((f.name, f.default, *_CHECKS[f.metadata["kind"]]) for f in fields(cls) if "kind" in f.metadata),
+            layer_lists=tuple(f.name for f in fields(cls) if f.name in _LAYER_LISTS),
+            arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where")),
+            required=tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
+        )
+    return info
 
 
 _NAME = re.compile(r"[^.\s]+")

@@ -14,20 +14,20 @@ _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 class LDict(dict):
     """A YAML mapping with `line` and the line of each key in `lines`."""
 
-    line: int = 0
+    line: int | None = 0
     lines: dict
 
-    def line_of(self, key) -> int:
+    def line_of(self, key) -> int | None:
         return self.lines.get(key, self.line)
 
 
 class LList(list):
     """A YAML sequence with `line` and the line of each item in `lines`."""
 
-    line: int = 0
+    line: int | None = 0
     lines: list
 
-    def line_of(self, index: int) -> int:
+    def line_of(self, index: int) -> int | None:
         return self.lines[index] if index < len(self.lines) else self.line
 
 
