@@ -19,6 +19,7 @@ The three torch tools run under eval mode on a module from `torchbuild.build_mod
 from __future__ import annotations
 
 import cProfile
+import functools
 import gc
 import io
 import logging
@@ -319,7 +320,7 @@ def time_analysis(cases: Sequence[Case], repeat: int) -> list[CaseResult]:
             memory_bytes=results[c].total.params_bytes + results[c].total.activation_bytes,
             analysis=Timing(tuple(warm[c])),
             run_only=Timing(tuple(walk[c])),
-            peak_bytes=_peak_bytes(lambda c=c: _analyse(c)),
+            peak_bytes=_peak_bytes(functools.partial(_analyse, c)),
         )
         for c in cases
     ]
@@ -346,7 +347,7 @@ def time_cold(models: Iterable[str], repeat: int) -> dict[str, ColdLoad]:
             start = time.perf_counter()
             _cold(model)
             times[model].append(time.perf_counter() - start)
-    return {m: ColdLoad(Timing(tuple(t)), _peak_bytes(lambda m=m: _cold(m))) for m, t in times.items()}
+    return {m: ColdLoad(Timing(tuple(t)), _peak_bytes(functools.partial(_cold, m))) for m, t in times.items()}
 
 
 def profile_analysis(model: str = "resnet152", calls: int = 20, top: int = 15) -> str:
@@ -509,9 +510,9 @@ def time_tools(
                     fn()
                 warmed.add(c.model)
             timings, r.alongside = _interleaved(
-                runners, settings.tool_repeat, settings.tool_seconds, lambda c=c: _analyse(c))
+                runners, settings.tool_repeat, settings.tool_seconds, functools.partial(_analyse, c))
             r.tools.update(timings)
-            progress(f"{c.label}: " + ", ".join(f"{t} {r.tools[t].median_s:.3f} s" for t in runners))
+            progress(f"{c.label}: " + ", ".join(f"{t} {timings[t].median_s:.3f} s" for t in runners))
             del net, x
 
 

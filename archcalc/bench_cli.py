@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -103,7 +103,7 @@ def bench(
     if quick and full:
         fail("--quick and --full exclude each other")
     preset = Settings.quick() if quick else Settings.full() if full else Settings.standard()
-    overrides = {
+    overrides: dict[str, Any] = {
         "models": _models(models, "--model"),
         "sizes": _ints(sizes, "--size"),
         "batches": _ints(batches, "--batch"),

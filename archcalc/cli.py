@@ -61,7 +61,7 @@ def table(
     set: SetOption = None,
     depth: DepthOption = None,
     format: FormatOption = OutputFormat.table,
-    dtype: DtypeOption = Dtype.float32,
+    dtype: DtypeOption = Dtype["float32"],
     units: UnitsOption = False,
 ) -> None:
     """Per-layer table: output shape, params, MACs, FLOPs, activations, memory, receptive field."""
@@ -98,7 +98,7 @@ def compare(
     batch: BatchOption = 1,
     set: SetOption = None,
     format: FormatOption = OutputFormat.table,
-    dtype: DtypeOption = Dtype.float32,
+    dtype: DtypeOption = Dtype["float32"],
     units: UnitsOption = False,
 ) -> None:
     """Totals side by side (params, MACs, FLOPs, activations, depth, receptive field), with ratios to the first.

@@ -88,7 +88,7 @@ def parse_setting(text: str | Setting) -> Setting:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise typer.BadParameter(f"{text!r}: the value is not valid YAML ({err.problem})") from None
+        raise typer.BadParameter(f"{text!r}: the value is not valid YAML ({getattr(err, 'problem', err)})") from None
     return Setting(key, value)
 
 
@@ -167,7 +167,7 @@ def analyse(
     model = spec if isinstance(spec, Model) else load_model(spec, settings)
     shape = input.resolve(model.input) if input is not None else None
     try:
-        return run(model, batch=batch, input=shape, dtype=getattr(dtype, "value", dtype))
+        return run(model, batch=batch, input=shape, dtype=dtype.value if isinstance(dtype, Dtype) else dtype)
     except SpecError as err:
         fail(err)
 

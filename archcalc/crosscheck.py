@@ -244,7 +244,7 @@ def _torch_pass(net: Network, x: torch.Tensor, names: Iterable[str]) -> tuple[di
         for name in names:
             if name in modules:
                 handles.append(modules[name].register_forward_hook(hook_for(name)))
-        counter = FlopCounterMode(display=False, depth=None)
+        counter = FlopCounterMode(display=False)  # depth only limits its printed table; counts cover every module
         with counter:
             net(x)
     finally:
@@ -336,7 +336,7 @@ def check_module(
     """
     started = time.perf_counter()
     if result is None:
-        result = run(net.spec, batch=batch, input=input)
+        result = run(getattr(net, "spec"), batch=batch, input=input)  # build_module sets it
     if device is None:
         tensors = [*net.parameters(), *net.buffers()]
         device = tensors[0].device if tensors else torch.device("cpu")

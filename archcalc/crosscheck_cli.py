@@ -170,7 +170,7 @@ def crosscheck(
         where = str(resolve_device(device.value))
     except CrossCheckError as err:
         fail(err)
-    names = list_models() if all_models else [model]
+    names = list_models() if all_models or model is None else [model]  # (model is None only with --all)
     per_model = settings_per_model(names, set) if all_models else [set]
     checks = []
     for name, settings in zip(names, per_model):

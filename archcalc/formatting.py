@@ -29,7 +29,7 @@ class Table:
     """Columns, rows of raw values, an optional totals row, and the lines around the table."""
 
     columns: Sequence[Column]
-    rows: list[Sequence[Value]] = field(default_factory=list)
+    rows: Sequence[Sequence[Value]] = field(default_factory=list)
     total: Sequence[Value] | None = None
     title: str = ""  # the header line
     notes: list[str] = field(default_factory=list)  # lines after the table

@@ -57,7 +57,7 @@ class Concat(nn.Module):
         _add_children(self, {str(i): b for i, b in enumerate(branches)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(x) for branch in self._modules.values()], dim=1)
+        return torch.cat([branch(x) for branch in self.children()], dim=1)
 
 
 class Residual(nn.Module):
@@ -160,8 +160,8 @@ class _Builder:
                 copies[str(i)], x = self.branch(layer.layers, x, (*path, str(i)), trainable)
             return Sequence(copies, "repeat"), x
         if isinstance(layer, S.Concat):
-            built = [self.branch(b, x, (*path, str(i)), trainable) for i, b in enumerate(layer.branches)]
-            return Concat([m for m, _ in built]), torch.cat([y for _, y in built], dim=1)
+            branches = [self.branch(b, x, (*path, str(i)), trainable) for i, b in enumerate(layer.branches)]
+            return Concat([m for m, _ in branches]), torch.cat([y for _, y in branches], dim=1)
         if isinstance(layer, S.Residual):
             body, y = self.branch(layer.body, x, (*path, "body"), trainable)
             shortcut, s = (None, x)

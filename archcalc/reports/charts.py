@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from archcalc.formatting import number
 from archcalc.result import Result, Row
@@ -22,7 +22,7 @@ VERSION_KEY = "Drawn with"  # PNG text key: charts are byte-stable for one matpl
 MAX_BARS = 60
 MIN_PARAMS_SHARE = 0.001
 CHAR_IN = 0.068  # width of one 9 pt DejaVu Sans character, roughly, in inches
-RC = {
+RC: dict[Any, Any] = {  # matplotlib types its keys as literals
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "axes.titlesize": 10,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from archcalc import analyze
 from archcalc.registry import load
 from archcalc.result import DTYPE_BYTES, Result
-from archcalc.spec import Conv2d, MaxPool2d, Model, pair
+from archcalc.spec import Conv2d, MaxPool2d, Model, Node, pair
 from archcalc.reports.common import (
     GENERATED, Verdict, does_not_hold, holds, holds_under, leaves, n, quote, rounds_to, row, times, u,
     weight_rows, wrong_by,
@@ -25,6 +25,7 @@ SEED_001 = "001_f14cdb0c65bd8c09.txt"  # PyTorch AlexNet walk-through
 SEED_002 = "002_59212af1ff57b0c2.txt"  # CS231n CNN architectures notes
 SEED_003 = "003_ab5610a0dc9a732c.txt"  # d2l (TensorFlow) AlexNet chapter
 SEED_004 = "004_0d104632fd0e0f58.txt"  # a reading of the AlexNet paper
+N = TypeVar("N", bound=Node)
 ELLIPSIS = " … "  # joins non-adjacent excerpts of one seed in a quote
 
 
@@ -54,12 +55,24 @@ def _spatial(result: Result, name: str) -> int:
     return row(result, name).output_shape[-1]
 
 
-def _window(model: Model, name: str) -> tuple[int, int, int]:
-    """(kernel, stride, padding) along one axis of a named conv or pool."""
+def _leaf(model: Model, name: str, kind: type[N]) -> N:
+    """The leaf layer named `name`, which must be a `kind`."""
     node = next(x for x in leaves(model) if x.name == name)
-    stride = node.kernel_size if getattr(node, "stride", 1) is None else node.stride
-    padding = 0 if node.padding in ("valid",) else node.padding
-    return pair(node.kernel_size)[1], pair(stride)[1], pair(padding)[1]
+    if not isinstance(node, kind):
+        raise TypeError(f"{model.name}'s {name} is {node.OP}, not {kind.OP}")
+    return node
+
+
+def _window(model: Model, name: str) -> tuple[int, int, int]:
+    """(kernel, stride, padding) along one axis of a named conv or max pool."""
+    node = next(x for x in leaves(model) if x.name == name)
+    if isinstance(node, Conv2d):
+        if isinstance(node.padding, str):
+            raise TypeError(f"{name}: padding {node.padding!r} has no number to show")
+        return pair(node.kernel_size)[1], pair(node.stride)[1], pair(node.padding)[1]
+    pool = _leaf(model, name, MaxPool2d)
+    stride = pool.kernel_size if pool.stride is None else pool.stride
+    return pair(pool.kernel_size)[1], pair(stride)[1], pair(pool.padding)[1]
 
 
 def _formula(model: Model, result: Result, name: str) -> str:
@@ -135,7 +148,7 @@ def _paper_conv1(claimed: dict[str, int]) -> Finding:
 def _paper_conv1_params(claimed: dict[str, int]) -> Finding:
     model = load("alexnet-paper")
     conv1 = row(analyze(model), "conv1")
-    node = next(x for x in leaves(model) if x.name == "conv1")
+    node = _leaf(model, "conv1", Conv2d)
     k, cin = pair(node.kernel_size)[0], conv1.input_shape[1]
     weights = k * k * cin * node.out_channels
     biases = conv1.params - weights
@@ -337,7 +350,8 @@ def _vgg_rules(claimed: dict[str, Any]) -> Finding:
         depths.append(analyze(model).total.depth)
         for node in leaves(model):
             if isinstance(node, Conv2d):
-                kernels.add((pair(node.kernel_size), pair(node.padding)))
+                padding = node.padding if isinstance(node.padding, str) else pair(node.padding)
+                kernels.add((pair(node.kernel_size), padding))
             if isinstance(node, MaxPool2d):
                 pools.add(pair(node.kernel_size))
     ok = (min(depths), max(depths)) == claimed["depths"] and kernels == {((3, 3), (1, 1))} and pools == {(2, 2)}
@@ -351,7 +365,7 @@ def _two_gpus(claimed: dict[str, int]) -> Finding:
     result = analyze(model)
     parts, ok = [], True
     for name, depth in claimed.items():
-        node = next(x for x in leaves(model) if x.name == name)
+        node = _leaf(model, name, Conv2d)
         cin = row(result, name).input_shape[1]
         ok &= cin // node.groups == depth
         parts.append(f"{name}: {cin} input channels / groups {node.groups} = {cin // node.groups} per filter")

@@ -52,7 +52,8 @@ def stage_table(a: Result, b: Result) -> str:
     for name in names:
         x, y = fa.get(name), fb.get(name)
         if (x and x.macs) or (y and y.macs):
-            shown = x or y
+            shown = x if x is not None else y
+            assert shown is not None
             rows.append([name, "x".join(map(str, shown.output_shape[1:])), x.macs if x else None,
                          y.macs if y else None, (y.macs if y else 0) - (x.macs if x else 0)])
     return md_table(["module", "output", f"{a.model} MACs", f"{b.model} MACs", "difference"], rows,

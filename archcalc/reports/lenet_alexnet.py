@@ -81,9 +81,9 @@ def render() -> str:
     the_claim = claim("ten-x")
     found = the_claim.find()
     ratio_rows = []
-    for label, small, big in PAIRINGS:
-        r = ratios(small, big)
-        ratio_rows.append([label, f"`{small}`", f"`{big}`", r["params"], r["MACs"], r["FLOPs"], r["fvcore"]])
+    for label, small_name, big_name in PAIRINGS:
+        r = ratios(small_name, big_name)
+        ratio_rows.append([label, f"`{small_name}`", f"`{big_name}`", r["params"], r["MACs"], r["FLOPs"], r["fvcore"]])
     ratio_rows.append(["the claim (000)", "", "", float(the_claim.claimed["params"]),
                        float(the_claim.claimed["compute"]), None, None])
     lines = [
@@ -91,7 +91,7 @@ def render() -> str:
         "# LeNet vs AlexNet",
         "",
         "AlexNet is often introduced as a bigger, deeper LeNet. How much bigger, layer by layer, for two pairings: "
-        + "; ".join(f"{label}, `{small}` on {_input(small)} and `{big}` on {_input(big)}" for label, small, big in PAIRINGS)
+        + "; ".join(f"{label}, `{a}` on {_input(a)} and `{b}` on {_input(b)}" for label, a, b in PAIRINGS)
         + ". Weight layers are paired by role: convolutions from the first, linear layers from the output backwards. "
         "`lenet5` is LeCun et al.'s LeNet-5 with the deviations its spec lists (full C3 connections, parameter-free "
         "subsampling, a linear output instead of RBF units).",

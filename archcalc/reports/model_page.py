@@ -33,7 +33,7 @@ def cost_by_op(result: Result) -> list[tuple[str, int, int, int]]:
             entry[0] += 1
             entry[1] += r.params
             entry[2] += r.macs
-    return sorted(((op, *v) for op, v in count.items()), key=lambda t: (-t[3], -t[2], t[0]))
+    return sorted(((op, v[0], v[1], v[2]) for op, v in count.items()), key=lambda t: (-t[3], -t[2], t[0]))
 
 
 def cost_summary(result: Result) -> str:
