@@ -40,6 +40,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import archcalc
 from archcalc import registry
 from archcalc.analysis import run
+from archcalc.errors import INSTALL_ORACLES
 from archcalc.result import Result
 
 MODELS = ("alexnet-torchvision", "vgg16", "googlenet-torchvision", "resnet50", "resnet152")
@@ -486,7 +487,7 @@ def time_tools(
         import fvcore  # noqa: F401
     except ImportError as err:
         for r in results:
-            r.tools = {tool: f"not installed ({err.name}): pip install 'archcalc[crosscheck]'" for tool in TOOLS}
+            r.tools = {tool: f"not installed ({err.name}): {INSTALL_ORACLES}" for tool in TOOLS}
         return
     from archcalc.torchbuild import build_module
 

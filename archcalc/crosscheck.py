@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from archcalc.analysis import run
+from archcalc.errors import INSTALL_ORACLES
 from archcalc.registry import SpecLike, list_models, load
 from archcalc.result import CONVENTIONS, Result, Row
 from archcalc.torchbuild import Network, build_module
@@ -213,7 +214,7 @@ def _fvcore_counts(net: nn.Module, x: torch.Tensor, seen: Counter) -> tuple[dict
     try:
         from fvcore.nn import FlopCountAnalysis
     except ImportError as err:
-        raise CrossCheckError("fvcore is not installed: pip install 'archcalc[crosscheck]'") from err
+        raise CrossCheckError(f"fvcore is not installed: {INSTALL_ORACLES}") from err
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         analysis = (

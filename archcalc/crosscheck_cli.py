@@ -18,6 +18,7 @@ from archcalc.cli_common import (
     BatchOption, FormatOption, InputOption, InputSize, OutputFormat, SetOption, Setting, UnitsOption, complete_model,
     fail, load_model, settings_per_model,
 )
+from archcalc.errors import INSTALL_ORACLES
 from archcalc.formatting import Column, Table, render, shape, to_json
 from archcalc.registry import list_models
 
@@ -165,7 +166,7 @@ def crosscheck(
     try:
         from archcalc.crosscheck import CrossCheckError, resolve_device
     except ImportError as err:
-        fail(f"crosscheck needs torch and fvcore: pip install 'archcalc[crosscheck]' ({err})")
+        fail(f"crosscheck needs torch and fvcore ({err}): {INSTALL_ORACLES}")
     try:
         where = str(resolve_device(device.value))
     except CrossCheckError as err:

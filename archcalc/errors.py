@@ -5,6 +5,11 @@ from __future__ import annotations
 import reprlib
 
 
+# How to get the oracles. torch comes first and by hand: left to pip, `archcalc[crosscheck]`'s
+# torch requirement can pull a multi-GB CUDA build onto a machine without a GPU.
+INSTALL_ORACLES = "install torch (its CPU wheel where there is no GPU), then pip install 'archcalc[crosscheck]'"
+
+
 class SpecError(ValueError):
     """A malformed or impossible spec: `FILE:LINE: PATH (op): reason` in one line."""
 

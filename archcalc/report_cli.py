@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from archcalc.cli_common import fail
+from archcalc.errors import INSTALL_ORACLES
 
 STALE = 1  # `--check` found a report that differs from what the code generates now
 
@@ -19,7 +20,7 @@ def _crosscheck(device: str) -> dict[str, bytes]:
     try:
         from archcalc.crosscheck import CrossCheckError, check_all
     except ImportError as err:
-        fail(f"--crosscheck needs torch and fvcore: pip install 'archcalc[crosscheck]' ({err})")
+        fail(f"--crosscheck needs torch and fvcore ({err}): {INSTALL_ORACLES}")
     from archcalc.reports.build import crosscheck_report
 
     def progress(name, result) -> None:
