@@ -140,6 +140,6 @@ def bench(
 
         images = draw_plots(result, out.stem) if plots else {}
         markdown = render_markdown(result, command, {kind: name for kind, (name, _) in images.items()})
-        files = {out.name: markdown.encode(), **{name: png for name, png in images.values()}}
+        files = {out.name: markdown.encode(), **dict(images.values())}
         write_all(files, out.parent)  # each file atomically: an interrupted run leaves the old report
         print("\nwrote " + ", ".join(str(out.parent / name) for name in files))

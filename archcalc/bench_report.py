@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import io
+
 from tabulate import tabulate
 
 from archcalc.bench import TOOL_LABELS, TOOLS, BenchResult, CaseResult, Timing
+
+PLOT_KINDS = ("size", "depth")  # the log-log plots written next to the report
+
+
+def plot_name(stem: str, kind: str) -> str:
+    """`performance-size.png` for the report `performance.md`."""
+    return f"{stem}-{kind}.png"
+
 
 MARKS = {True: "**pass**", False: "**FAIL**", None: "not measured"}
 PLOT_TOOLS = ("analysis", *TOOLS)
@@ -164,7 +174,7 @@ def draw_plots(bench: BenchResult, stem: str) -> dict[str, tuple[str, bytes]]:
             ax.minorticks_off()
         axes[0][0].set_ylabel("seconds per call")
         axes[0][0].legend(fontsize=7)
-        plots["size"] = (f"{stem}-size.png", _png(fig))
+        plots["size"] = (plot_name(stem, "size"), _png(fig))
     if len(bench.depth) > 1:
         fig, ax = plt.subplots(figsize=(5.5, 4))
         depth = sorted(bench.depth, key=lambda r: r.depth)
@@ -175,7 +185,7 @@ def draw_plots(bench: BenchResult, stem: str) -> dict[str, tuple[str, bytes]]:
         ax.set_ylabel("seconds per call")
         ax.set_title("ResNets at 224x224, batch 1", fontsize=9)
         ax.legend(fontsize=7)
-        plots["depth"] = (f"{stem}-depth.png", _png(fig))
+        plots["depth"] = (plot_name(stem, "depth"), _png(fig))
     return plots
 
 
@@ -189,8 +199,6 @@ def _lines(ax, results: list[CaseResult], x_of) -> None:
 
 
 def _png(fig) -> bytes:
-    import io
-
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

@@ -6,7 +6,8 @@ used like an op: `- {vgg_stage: {out: 64, convs: 2}, name: stage1}`. Inside a bl
 a model, a value written `$param` is replaced by the parameter's value, which is used as
 it is (a `$` inside it is not looked up again); a list-valued parameter written as an
 item of a list of layers is spliced into it (`- $norm` with `norm: []` adds nothing),
-and as an item of concat's list it is one branch. A model may `extends:` another of the same file, changing `defaults`.
+and as an item of concat's list it is one branch. A model may `extends:` another of the
+same file, changing `defaults`.
 There is no arithmetic and nothing executes.
 """
 
@@ -63,11 +64,6 @@ def _plain_containers(data) -> set[int]:
     except RecursionError:  # YAML aliases that nest too deep: substitute everything, the builder reports it
         plain.clear()
     return plain
-
-
-def _may_mention(value) -> bool:
-    """Whether substituting `value` can change it: a container, or a `$param`."""
-    return isinstance(value, (dict, list)) or (isinstance(value, str) and value.startswith("$"))
 
 
 def _line(container, key, default: int | None = None) -> int | None:
@@ -275,7 +271,7 @@ class _Builder:
             new = done[id(data)] = LDict()
             new.line, new.lines = data.line, data.lines
             for key, value in data.items():
-                new[key] = self.substitute(value, scope, data.line_of(key), done) if _may_mention(value) else value
+                new[key] = self.substitute(value, scope, data.line_of(key), done)
             return new
         if isinstance(data, list):
             items = done[id(data)] = LList()
@@ -287,7 +283,7 @@ class _Builder:
                     items.extend(spliced)
                     items.lines.extend(_line(spliced, j, item_line) for j in range(len(spliced)))
                 else:
-                    items.append(self.substitute(item, scope, item_line, done) if _may_mention(item) else item)
+                    items.append(self.substitute(item, scope, item_line, done))
                     items.lines.append(item_line)
             return items
         return data
@@ -336,7 +332,7 @@ class _Builder:
                     f"a layer is one op key (plus optional name: and trainable:), got {', '.join(map(str, keys)) or 'none'}",
                     line, path)
             op, args = keys[0], item[keys[0]]
-            extra = {k: self.substitute(item[k], scope, _line(item, k, line)) if _may_mention(item[k]) else item[k]
+            extra = {k: self.substitute(item[k], scope, _line(item, k, line))
                      for k in LAYER_KEYS if k in item}
         else:
             raise self.error(f"a layer is an op name or a mapping, got {_kind(item)}", line, path)
@@ -353,12 +349,12 @@ class _Builder:
             args = {} if args is None else self.substitute(args, scope, line)
             if not isinstance(args, dict):
                 raise SpecError(f"arguments must be a mapping, got {_kind(args)}")
-            allowed, required = class_info(cls).arguments, class_info(cls).required
+            info = class_info(cls)
             for key in args:
-                if key not in allowed:
-                    raise SpecError(f"unknown argument {key!r}{did_you_mean(key, allowed)}",
+                if key not in info.arguments:
+                    raise SpecError(f"unknown argument {key!r}{did_you_mean(key, info.arguments)}",
                                     line=_line(args, key, line))
-            missing = [k for k in required if k not in args]
+            missing = [k for k in info.required if k not in args]
             if missing:
                 raise SpecError(f"missing argument {missing[0]}")
             return cls(**args, **extra, where=where)

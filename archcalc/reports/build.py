@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Mapping, Sequence
 
 from archcalc import analyze, list_models
+from archcalc.bench_report import PLOT_KINDS, plot_name
 from archcalc.reports import charts, claims, model_page, index
 from archcalc.reports import families, lenet_alexnet, one_by_one, stacked
 
 CROSSCHECK = "crosscheck.md"
 PERFORMANCE = "performance.md"
 # written by `archcalc report --crosscheck` and `archcalc bench` (they need torch), never stale or orphaned here
-WRITTEN_ELSEWHERE = (CROSSCHECK, PERFORMANCE, "performance-size.png", "performance-depth.png")
+WRITTEN_ELSEWHERE = (CROSSCHECK, PERFORMANCE, *(plot_name(Path(PERFORMANCE).stem, kind) for kind in PLOT_KINDS))
 
 # (file, what it shows, its module: `render() -> str`, and `charts() -> {path: png}` where it draws any);
 # the per-model pages come after these

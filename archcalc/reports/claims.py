@@ -66,13 +66,12 @@ def _leaf(model: Model, name: str, kind: type[N]) -> N:
 def _window(model: Model, name: str) -> tuple[int, int, int]:
     """(kernel, stride, padding) along one axis of a named conv or max pool."""
     node = next(x for x in leaves(model) if x.name == name)
-    if isinstance(node, Conv2d):
-        if isinstance(node.padding, str):
-            raise TypeError(f"{name}: padding {node.padding!r} has no number to show")
+    if isinstance(node, Conv2d) and not isinstance(node.padding, str):
         return pair(node.kernel_size)[1], pair(node.stride)[1], pair(node.padding)[1]
-    pool = _leaf(model, name, MaxPool2d)
-    stride = pool.kernel_size if pool.stride is None else pool.stride
-    return pair(pool.kernel_size)[1], pair(stride)[1], pair(pool.padding)[1]
+    if isinstance(node, MaxPool2d):
+        stride = node.kernel_size if node.stride is None else node.stride
+        return pair(node.kernel_size)[1], pair(stride)[1], pair(node.padding)[1]
+    raise TypeError(f"{model.name}'s {name} ({node.OP}) has no numeric window to show")
 
 
 def _formula(model: Model, result: Result, name: str) -> str:
