@@ -7,13 +7,16 @@ whatever the batch and input size.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple
 
 from archcalc.errors import SpecError, shown
-from archcalc.ops import GLOBAL, HANDLERS, Cost, describe
+from archcalc.ops import GLOBAL, HANDLERS, Cost, Window, describe
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
-from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential
+from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential, SpecPath, spell
 
+# Rows and states are made with tuple.__new__: a named tuple's own __new__ is Python code, and
+# took an eighth of a GoogLeNet's analysis (py-spy).
+_new = tuple.__new__
 WEIGHT_LAYERS = (Conv2d, Linear)  # what "depth" counts, as in "VGG-16" and "ResNet-152"
 MAX_LEAF_LAYERS = 100_000  # a spec beyond this is a mistake, and would take long to print
 
@@ -26,19 +29,6 @@ class State(NamedTuple):
     jump: tuple[int, int] = (1, 1)  # cumulative stride, in input pixels
     grid: tuple[int, int] = (1, 1)  # the H x W that the features index (kept through flatten)
     depth: int = 0  # conv/linear layers on the longest path so far
-
-
-def _advance(state: State, cost: Cost, weighted: bool) -> State:
-    (rh, rw), (jh, jw) = state.rf, state.jump
-    window = cost.window
-    if isinstance(window, str):  # GLOBAL: the whole grid
-        gh, gw = state.grid
-        window = (gh, gw, 1, 1)
-    if window is not None:
-        kh, kw, sh, sw = window
-        rh, rw, jh, jw = rh + (kh - 1) * jh, rw + (kw - 1) * jw, jh * sh, jw * sw
-    grid = cost.output[1:] if len(cost.output) == 3 else (1, 1) if cost.window == GLOBAL else state.grid
-    return State(cost.output, (rh, rw), (jh, jw), grid, state.depth + weighted)
 
 
 def count_leaves(layers: Layers, memo: dict[int, int] | None = None) -> int:
@@ -64,20 +54,6 @@ def count_leaves(layers: Layers, memo: dict[int, int] | None = None) -> int:
     return total
 
 
-# Where a layer stands in the spec, e.g. `layers[7].concat[2][1]`, as a chain of (parent, part) that is
-# spelled out only when there is an error: formatting it for every layer would cost more than the layer.
-SpecPath = Optional[tuple["SpecPath", Union[int, str]]]
-
-
-def spell(spec_path: SpecPath) -> str:
-    """`layers[7].concat[2][1]` from its chain: an int part is an index, a str part is spelled as is."""
-    parts: list[str] = []
-    while spec_path is not None:
-        spec_path, part = spec_path
-        parts.append(f"[{part}]" if isinstance(part, int) else part)
-    return "".join(reversed(parts))
-
-
 def child_keys(layers: Layers) -> list[str]:
     """Module names for a list of layers: the layer's `name`, else its index."""
     keys = [layer.name or str(i) for i, layer in enumerate(layers)]
@@ -90,14 +66,34 @@ def child_keys(layers: Layers) -> list[str]:
     return keys
 
 
+class Step(NamedTuple):
+    """A leaf layer on one input shape, worked out once per analysis: all a row needs but the
+    receptive field, which depends on the path taken to the layer."""
+
+    output: tuple[int, ...]
+    window: Window | str | None  # the kernel and stride that widen the receptive field, GLOBAL, or None
+    grid: tuple[int, int] | None  # the H x W the output's features index; None: the input's
+    weighted: bool  # a conv or linear layer (counted in depth)
+    op: str
+    description: str
+    input_shape: tuple[int, ...]  # with the batch
+    output_shape: tuple[int, ...]  # with the batch
+    params: int
+    macs: int  # these four for the whole batch
+    fvcore_flops: int
+    torch_flops: int
+    activations: int
+
+
 class _Walker:
     def __init__(self, batch: int) -> None:
         self.batch = batch
         self.rows: list[Row] = []
         self.groups: list[Group] = []
-        # repeat copies share layer objects: cost each (layer, input shape) once per analysis,
-        # and name each shared layer list once
-        self.costs: dict[tuple[int, tuple[int, ...]], tuple[Cost, str]] = {}
+        # repeat copies and shared blocks share layer objects: work out each (layer, input shape)
+        # once per analysis, and name each shared layer list once
+        self.steps: dict[tuple[int, tuple[int, ...]], Step] = {}
+        self.descriptions: dict[int, str] = {}
         self.keys: dict[int, list[str]] = {}
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], spec_path: SpecPath,
@@ -117,20 +113,40 @@ class _Walker:
         return self.sequence(layers, state, path, spec_path, trainable)
 
     def layer(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath, trainable: bool) -> State:
-        trainable = trainable and layer.trainable
-        handler = HANDLERS.get(type(layer))
-        if handler is not None:
-            key = (id(layer), state.shape)
-            known = self.costs.get(key)
-            if known is None:
-                try:
-                    known = self.costs[key] = (handler(layer, state.shape), describe(layer))
-                except SpecError as err:
-                    raise self._locate(err, layer, spec_path) from None
-            cost, description = known
-            new = _advance(state, cost, isinstance(layer, WEIGHT_LAYERS))
-            self._row(path, layer.OP, description, state, new, cost.params, trainable, cost.macs, cost.fvcore)
-            return new
+        shape, rf, jump, grid, depth = state
+        step = self.steps.get((id(layer), shape))
+        if step is None:
+            handler = HANDLERS.get(type(layer))
+            if handler is None:
+                return self.group(layer, state, path, spec_path, trainable and layer.trainable)
+            try:
+                step = self.steps[(id(layer), shape)] = self.step(layer, handler(layer, shape), shape)
+            except SpecError as err:
+                raise self._locate(err, layer, spec_path) from None
+        output, window, new_grid, weighted, op, description, input_shape, output_shape, params, *counts = step
+        if window is not None:
+            kh, kw, sh, sw = (*grid, 1, 1) if isinstance(window, str) else window  # GLOBAL: the whole grid
+            rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
+            jump = (jump[0] * sh, jump[1] * sw)
+        trainable_params = params if trainable and layer.trainable else 0
+        self.rows.append(_new(Row, (path, op, description, input_shape, output_shape, params, trainable_params,
+                                    *counts, rf, jump)))
+        return _new(State, (output, rf, jump, grid if new_grid is None else new_grid, depth + weighted))
+
+    def step(self, layer: Node, cost: Cost, shape: tuple[int, ...]) -> Step:
+        description = self.descriptions.get(id(layer))
+        if description is None:
+            description = self.descriptions[id(layer)] = describe(layer)
+        n, output = self.batch, cost.output
+        grid = output[1:] if len(output) == 3 else (1, 1) if cost.window == GLOBAL else None
+        return Step(
+            output, cost.window, grid, isinstance(layer, WEIGHT_LAYERS), layer.OP, description,
+            (n, *shape), (n, *output), cost.params, n * cost.macs, n * cost.fvcore, 2 * n * cost.macs,
+            n * math.prod(output),
+        )
+
+    def group(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath, trainable: bool) -> State:
+        """A composite: its rows, and a Group spanning them."""
         start = len(self.rows)
         try:
             new = self.composite(layer, state, path, spec_path, trainable)
@@ -170,7 +186,7 @@ class _Walker:
             raise SpecError(f"concat branches must agree in H x W (and rank), got {sizes}")
         shape = (sum(s[0] for s in shapes), *shapes[0][1:])
         new = _merge(outs, shape)
-        self._row(path, "concat", f"concat {len(outs)} branches", state, new, 0, trainable, 0, 0)
+        self._join(path, "concat", f"concat {len(outs)} branches", state, new)
         return new
 
     def residual(self, layer: Residual, state: State, path, spec_path, trainable) -> State:
@@ -186,15 +202,14 @@ class _Walker:
             raise SpecError(f"residual body gives {fmt(body.shape)} but the shortcut gives {fmt(short.shape)}")
         new = _merge([body, short], body.shape)
         kind = "projection" if layer.shortcut else "identity"
-        self._row(path, "add", f"add ({kind} shortcut)", state, new, 0, trainable, 0, 0)
+        self._join(path, "add", f"add ({kind} shortcut)", state, new)
         return new
 
-    def _row(self, path, op, description, before: State, after: State, params, trainable, macs, fvcore) -> None:
+    def _join(self, path, op: str, description: str, before: State, after: State) -> None:
+        """The row of a concat or residual add: no parameters, no multiply-adds."""
         n = self.batch
-        self.rows.append(Row(  # positional, in Row's field order: a few hundred rows per analysis
-            path, op, description, (n, *before.shape), (n, *after.shape), params, params if trainable else 0,
-            n * macs, n * fvcore, 2 * n * macs, n * math.prod(after.shape), after.rf, after.jump,
-        ))
+        self.rows.append(Row(path, op, description, (n, *before.shape), (n, *after.shape), 0, 0, 0, 0, 0,
+                             n * math.prod(after.shape), after.rf, after.jump))
 
     @staticmethod
     def _locate(err: SpecError, layer: Node, spec_path: SpecPath) -> SpecError:
@@ -232,19 +247,16 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     except RecursionError:
         raise SpecError(f"{model.name} nests composites too deeply", file=file) from None
     rows = tuple(walker.rows)
-    params = sum(r.params for r in rows)
-    activations = sum(r.activations for r in rows)
     size = DTYPE_BYTES[dtype]
+    summed = dict.fromkeys(("params", "trainable_params", "macs", "fvcore_flops", "torch_flops", "activations"), 0)
+    for name, column in zip(Row._fields, zip(*rows)):
+        if name in summed:
+            summed[name] = sum(column)
     total = Totals(
-        params=params,
-        trainable_params=sum(r.trainable_params for r in rows),
-        macs=sum(r.macs for r in rows),
-        flops=sum(r.flops for r in rows),
-        fvcore_flops=sum(r.fvcore_flops for r in rows),
-        torch_flops=sum(r.torch_flops for r in rows),
-        activations=activations,
-        params_bytes=params * size,
-        activation_bytes=activations * size,
+        **summed,
+        flops=2 * summed["macs"],
+        params_bytes=summed["params"] * size,
+        activation_bytes=summed["activations"] * size,
         depth=final.depth,
         receptive_field=rows[-1].receptive_field if rows else (1, 1),
     )

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import AbstractSet, Any, Mapping, Optional
 
 from archcalc.errors import SpecError, shown
-from archcalc.spec import LEAF_OPS, Concat, Model, Node, Repeat, Residual, Sequential, Where, class_info
+from archcalc.spec import (
+    LEAF_OPS, Concat, Model, Node, Repeat, Residual, Sequential, SpecPath, Where, class_info, spell,
+)
 from archcalc.yamlfile import LDict, LList, read
 
 SINGLE_KEYS = ("name", "description", "source", "input", "layers", "blocks", "defaults")
@@ -174,7 +176,7 @@ class SpecFile:
         builder = _Builder(self.file, self.blocks, self.plain)
         try:
             shape = builder.substitute(entry["input"], scope, entry["input_line"])
-            built = builder.layers(entry["layers"], scope, entry["layers_line"], "layers")
+            built = builder.layers(entry["layers"], scope, entry["layers_line"], (None, "layers"))
             return Model(
                 name=name,
                 input=shape,
@@ -246,11 +248,15 @@ class _Builder:
         self.file = file
         self.blocks = blocks
         self.plain = plain  # ids of the file's containers that mention no parameter: resolved as they are
-        self.count = 0
+        self.count = 0  # layers built, shared ones counted wherever they stand
         self.calls: list[str] = []
+        # (id of the item, line) -> (item, node); (block, its arguments) -> (arguments, layers, count).
+        # Each entry holds what its key names by id, so that no other object can take the id.
+        self.fixed_leaves: dict[tuple[int, int | None], tuple[Any, Node]] = {}
+        self.expansions: dict[tuple, tuple[Any, tuple[Node, ...], int]] = {}
 
-    def error(self, reason: str, line: int | None, path: str | None = None, op: str | None = None) -> SpecError:
-        return SpecError(reason, file=self.file, line=line, path=path, op=op)
+    def error(self, reason: str, line: int | None, path: SpecPath = None, op: str | None = None) -> SpecError:
+        return SpecError(reason, file=self.file, line=line, path=spell(path) if path else None, op=op)
 
     def substitute(self, data, scope: Scope, line: int | None, done: dict[int, Any] | None = None):
         """`data` with every `$param` replaced by its value from scope (a copy where any is).
@@ -288,6 +294,24 @@ class _Builder:
             return items
         return data
 
+    def _arguments(self, args, scope: Scope, line: int | None, written=None):
+        """An op's or block's arguments with `$params` replaced; a mapping comes back as a plain
+        dict (a value's line is looked up in `written`, the mapping as written, if not args)."""
+        if scope is None or not isinstance(args, dict) or id(args) in self.plain:
+            return self.substitute(args, scope, line)
+        written = args if written is None else written
+        resolved = {}
+        for key, value in args.items():
+            if isinstance(value, str):
+                if value.startswith("$"):
+                    if value[1:] not in scope:  # looks the line up only then
+                        self._value(value, scope, _line(written, key, line))
+                    value = scope[value[1:]]
+            elif isinstance(value, (dict, list)):
+                value = self.substitute(value, scope, _line(written, key, line))
+            resolved[key] = value
+        return resolved
+
     def _value(self, reference: str, scope: Mapping[str, Any], line: int | None):
         key = reference[1:]
         if key not in scope:
@@ -300,83 +324,96 @@ class _Builder:
             return self._value(data, scope, line), None
         return data, scope
 
-    def layers(self, data, scope: Scope, line: int | None, path: str) -> tuple[Node, ...]:
+    def layers(self, data, scope: Scope, line: int | None, path: SpecPath) -> tuple[Node, ...]:
         """A list of layers; a list-valued `$param` standing as an item is spliced in."""
         data, scope = self._resolved(data, scope, line)
         if not isinstance(data, list):
-            raise self.error(f"{path} must be a list of layers, got {_kind(data)}", line)
+            raise self.error(f"{spell(path)} must be a list of layers, got {_kind(data)}", line)
+        lines = data.lines if isinstance(data, LList) else ()
         nodes: list[Node] = []
         for i, item in enumerate(data):
-            item_line = _line(data, i, line)
-            item, item_scope = self._resolved(item, scope, item_line)
-            if item_scope is None and scope is not None and isinstance(item, list):
-                for j, spliced in enumerate(item):
-                    nodes.append(self.layer(spliced, None, _line(item, j, item_line), f"{path}[{len(nodes)}]"))
+            item_line = lines[i] if i < len(lines) else line
+            if scope is not None and isinstance(item, str) and item.startswith("$"):
+                item = self._value(item, scope, item_line)
+                if isinstance(item, list):  # spliced in, as it is
+                    for j, spliced in enumerate(item):
+                        nodes.append(self.layer(spliced, None, _line(item, j, item_line), (path, len(nodes))))
+                else:
+                    nodes.append(self.layer(item, None, item_line, (path, len(nodes))))
             else:
-                nodes.append(self.layer(item, item_scope, item_line, f"{path}[{len(nodes)}]"))
+                nodes.append(self.layer(item, scope, item_line, (path, len(nodes))))
         return tuple(nodes)
 
-    def layer(self, item, scope: Scope, line: int | None, path: str) -> Node:
+    def layer(self, item, scope: Scope, line: int | None, path: SpecPath) -> Node:
         self.count += 1
         if self.count > MAX_SPEC_NODES:
             raise self.error(f"the spec expands to more than {MAX_SPEC_NODES:,} layers", line, path)
-        if len(self.calls) > MAX_NESTING:
-            raise self.error(f"blocks are nested more than {MAX_NESTING} deep", line, path)
+        # A leaf written without `$params` (or passed in one, hence final) is the same node
+        # wherever it stands on this line: build it once per model (`relu`, a block's batch norm).
+        fixed = scope is None or id(item) in self.plain
+        if fixed:
+            known = self.fixed_leaves.get((id(item), line))
+            if known is not None:
+                return known[1]
         extra: dict[str, Any] = {}
+        args: Any = None
         if isinstance(item, str):
-            op, args = item, None
+            op = item
         elif isinstance(item, dict):
-            keys = [k for k in item if k not in LAYER_KEYS]
-            if len(keys) != 1:
+            ops = [key for key in item if key not in LAYER_KEYS]
+            if len(ops) != 1:
                 raise self.error(
-                    f"a layer is one op key (plus optional name: and trainable:), got {', '.join(map(str, keys)) or 'none'}",
+                    f"a layer is one op key (plus optional name: and trainable:), got {', '.join(map(str, ops)) or 'none'}",
                     line, path)
-            op, args = keys[0], item[keys[0]]
-            extra = {k: self.substitute(item[k], scope, _line(item, k, line))
-                     for k in LAYER_KEYS if k in item}
+            op, args = ops[0], item[ops[0]]
+            if len(item) > 1:
+                extra = self._arguments({k: item[k] for k in LAYER_KEYS if k in item}, scope, line, item)
         else:
             raise self.error(f"a layer is an op name or a mapping, got {_kind(item)}", line, path)
         where = Where(self.file, line)
         try:
-            return self._node(op, args, scope, extra, where, path)
+            node = self._node(op, args, scope, extra, where, path)
         except SpecError as err:
-            raise err.located(file=self.file, line=line, path=path, op=str(op)) from None
+            raise err.located(file=self.file, line=line, path=spell(path), op=str(op)) from None
+        if fixed and op in LEAF_OPS:
+            self.fixed_leaves[(id(item), line)] = (item, node)  # keeps item alive: its id stays its own
+        return node
 
-    def _node(self, op, args, scope: Scope, extra: dict, where: Where, path: str) -> Node:
+    def _node(self, op, args, scope: Scope, extra: dict, where: Where, path: SpecPath) -> Node:
         line = where.line
         if op in LEAF_OPS:
             cls = LEAF_OPS[op]
-            args = {} if args is None else self.substitute(args, scope, line)
+            written, args = args, {} if args is None else self._arguments(args, scope, line)
             if not isinstance(args, dict):
                 raise SpecError(f"arguments must be a mapping, got {_kind(args)}")
             info = class_info(cls)
             for key in args:
                 if key not in info.arguments:
                     raise SpecError(f"unknown argument {key!r}{did_you_mean(key, info.arguments)}",
-                                    line=_line(args, key, line))
-            missing = [k for k in info.required if k not in args]
-            if missing:
-                raise SpecError(f"missing argument {missing[0]}")
-            return cls(**args, **extra, where=where)
+                                    line=_line(written if isinstance(written, dict) else args, key, line))
+            for key in info.required:
+                if key not in args:
+                    raise SpecError(f"missing argument {key}")
+            return cls.from_spec({**args, **extra}, where)
         if op in self.blocks:
-            return self._block(op, self.substitute(args, scope, line), extra, where, path)
+            return self._block(op, args, self._arguments(args, scope, line), extra, where, path)
         if op == "sequential":
-            return Sequential(layers=self.layers(args, scope, line, f"{path}.sequential"), **extra, where=where)
+            return Sequential.from_spec({"layers": self.layers(args, scope, line, (path, ".sequential")), **extra}, where)
         args, scope = self._resolved(args, scope, line)
         if op == "concat":
             if not isinstance(args, list) or not args:
                 raise SpecError("concat takes a non-empty list of branches, each a list of layers")
-            branches = tuple(self.layers(b, scope, _line(args, i, line), f"{path}.concat[{i}]")
+            branches = tuple(self.layers(b, scope, _line(args, i, line), ((path, ".concat"), i))
                              for i, b in enumerate(args))
-            return Concat(branches=branches, **extra, where=where)
+            return Concat.from_spec({"branches": branches, **extra}, where)
         if op == "residual":
             if not isinstance(args, dict) or "body" not in args:
                 raise SpecError("residual takes a mapping with body: [layers] and optional shortcut: [layers]")
             _check_keys(args, ("body", "shortcut"), "residual", self.file)
-            body = self.layers(args["body"], scope, _line(args, "body", line), f"{path}.residual.body")
+            body = self.layers(args["body"], scope, _line(args, "body", line), (path, ".residual.body"))
             shortcut = args.get("shortcut") or []
-            short = self.layers(shortcut, scope, _line(args, "shortcut", line), f"{path}.residual.shortcut")
-            return Residual(body=body, shortcut=short, **extra, where=where)
+            short = self.layers(shortcut, scope, _line(args, "shortcut", line), (path, ".residual.shortcut"))
+            return Residual.from_spec({"body": body, "shortcut": short, **extra}, where)
         if op == "repeat":
             if not isinstance(args, dict) or "times" not in args or "layers" not in args:
                 raise SpecError("repeat takes a mapping with times: N and layers: [layers]")
@@ -385,34 +422,58 @@ class _Builder:
             if not isinstance(times, int) or isinstance(times, bool) or times < 1:
                 raise SpecError(f"repeat times must be a positive integer, got {shown(times)}",
                                 line=_line(args, "times", line))
-            layers = self.layers(args["layers"], scope, _line(args, "layers", line), f"{path}.repeat.layers")
-            return Repeat(times=times, layers=layers, **extra, where=where)
+            layers = self.layers(args["layers"], scope, _line(args, "layers", line), (path, ".repeat.layers"))
+            return Repeat.from_spec({"times": times, "layers": layers, **extra}, where)
         known = [*LEAF_OPS, *COMPOSITE_OPS, *self.blocks]
         raise SpecError(f"unknown op {op!r}{did_you_mean(op, known)}")
 
-    def _block(self, name: str, args, extra: dict, where: Where, path: str) -> Sequential:
+    def _block(self, name: str, written, args, extra: dict, where: Where, path: SpecPath) -> Sequential:
+        if len(self.calls) >= MAX_NESTING:
+            raise SpecError(f"blocks are nested more than {MAX_NESTING} deep")
         if name in self.calls:
             chain = " -> ".join((*self.calls[self.calls.index(name):], name))
             raise SpecError(f"block {name!r} calls itself ({chain})")
-        block = self.blocks[name]
-        params, defaults = block.get("params") or [], block.get("defaults") or {}
+        # The same block with the same arguments builds the same layers: build them once per
+        # model and share them, as a repeat's copies are (GoogLeNet's units, ResNet's stages).
         args = {} if args is None else args
         if not isinstance(args, dict):
             raise SpecError(f"arguments of block {name!r} must be a mapping, got {_kind(args)}")
+        key = (name, tuple((k, _identity(v)) for k, v in args.items()))
+        known = self.expansions.get(key)
+        if known is None:
+            known = self.expansions[key] = (args, *self._expand(name, written, args, where, path))
+        else:
+            self.count += known[2]  # the limit on layers counts each place a shared layer stands
+            if self.count > MAX_SPEC_NODES:
+                raise SpecError(f"the spec expands to more than {MAX_SPEC_NODES:,} layers")
+        return Sequential.from_spec({"layers": known[1], "block": name, **extra}, where)
+
+    def _expand(self, name: str, written, args: dict, where: Where, path: SpecPath) -> tuple[tuple[Node, ...], int]:
+        """A block's layers for these arguments, and how many layers were built."""
+        block = self.blocks[name]
+        params, defaults = block.get("params") or [], block.get("defaults") or {}
         for key in args:
             if key not in params and key not in defaults:
                 raise SpecError(f"block {name!r} has no parameter {key!r}{did_you_mean(key, [*params, *defaults])}",
-                                line=_line(args, key, where.line))
+                                line=_line(written if isinstance(written, dict) else args, key, where.line))
         missing = [p for p in params if p not in args]
         if missing:
             raise SpecError(f"block {name!r} needs {', '.join(missing)}")
-        scope = {**defaults, **args}
         self.calls.append(name)
+        start = self.count
         try:
-            built = self.layers(block["layers"], scope, _line(block, "layers"), f"{path}.{name}")
+            built = self.layers(block["layers"], {**defaults, **args}, _line(block, "layers"), (path, "." + name))
         finally:
             self.calls.pop()
-        return Sequential(layers=built, block=name, **extra, where=where)
+        return built, self.count - start
+
+
+def _identity(value) -> tuple:
+    """What decides a block argument: a plain value by its type and value, a list or mapping by
+    the object (its id, while the caller keeps the object alive)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return (type(value), value)
+    return (type(value), id(value))
 
 
 def _kind(value) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Callable, ClassVar, NamedTuple, Union
+from functools import lru_cache
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Optional, TypeVar, Union
 
 from archcalc.errors import SpecError, shown
 
@@ -20,6 +21,20 @@ class Where(NamedTuple):
 
     file: str | None = None
     line: int | None = None
+
+
+# Where a layer stands in the spec, e.g. `layers[7].concat[2][1]`, as a chain of (parent, part) that is
+# spelled out only when there is an error: formatting it for every layer would cost more than the layer.
+SpecPath = Optional[tuple["SpecPath", Union[int, str]]]
+
+
+def spell(spec_path: SpecPath) -> str:
+    """`layers[7].concat[2][1]` from its chain: an int part is an index, a str part is spelled as is."""
+    parts: list[str] = []
+    while spec_path is not None:
+        spec_path, part = spec_path
+        parts.append(f"[{part}]" if isinstance(part, int) else part)
+    return "".join(reversed(parts))
 
 
 def arg(kind: str, default=None, *, required: bool = False):
@@ -71,6 +86,9 @@ def pair(value: IntPair) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
+N = TypeVar("N", bound="Node")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Node:
     """Anything that can stand in a `layers:` list."""
@@ -80,27 +98,44 @@ class Node:
     trainable: bool = True
     where: Where | None = field(default=None, compare=False, repr=False)
 
+    @classmethod
+    def from_spec(cls: type[N], args: Mapping[str, Any], where: Where | None = None) -> N:
+        """`cls(**args, where=where)`, for a loader that has checked args' keys: known, none missing.
+
+        Fills the instance's dict in one go instead of running the frozen dataclass's
+        __init__, which sets each field through object.__setattr__ (3x slower on Conv2d;
+        a GoogLeNet builds a few hundred nodes). The same validation runs.
+        """
+        node = object.__new__(cls)
+        state = node.__dict__
+        state.update(class_info(cls).defaults)
+        state.update(args)
+        state["where"] = where
+        node.__post_init__()
+        return node
+
     def __post_init__(self) -> None:
-        if self.name is not None and (not isinstance(self.name, str) or not _valid_name(self.name)):
-            raise SpecError(f"name must be a non-empty string without '.' or spaces, got {shown(self.name)}", op=self.OP)
-        if not isinstance(self.trainable, bool):
-            raise SpecError(f"trainable must be true or false, got {shown(self.trainable)}", op=self.OP)
+        state = self.__dict__  # read and written directly: a frozen dataclass's setattr refuses, and is slow
+        name = state["name"]
+        if name is not None and (not isinstance(name, str) or not _valid_name(name)):
+            raise SpecError(f"name must be a non-empty string without '.' or spaces, got {shown(name)}", op=self.OP)
+        if not isinstance(state["trainable"], bool):
+            raise SpecError(f"trainable must be true or false, got {shown(state['trainable'])}", op=self.OP)
         info = class_info(type(self))
-        for name, default, check, expected in info.checked:
-            value = getattr(self, name)
+        for field_name, default, check, expected in info.checked:
+            value = state[field_name]
             if value is default:  # a field left at its default is valid: skip the check (most of them)
                 continue
             if not check(value):
-                raise SpecError(f"{name} must be {expected}, got {shown(value)}", op=self.OP)
+                raise SpecError(f"{field_name} must be {expected}, got {shown(value)}", op=self.OP)
             if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-        for name in info.layer_lists:
-            value = getattr(self, name)
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-        branches = getattr(self, "branches", None)
+                state[field_name] = tuple(value)
+        for field_name in info.layer_lists:
+            if isinstance(state[field_name], list):
+                state[field_name] = tuple(state[field_name])
+        branches = state.get("branches")
         if isinstance(branches, (list, tuple)):
-            object.__setattr__(self, "branches", tuple(tuple(b) for b in branches))
+            state["branches"] = tuple(tuple(b) for b in branches)
 
 
 class ClassInfo(NamedTuple):
@@ -110,6 +145,7 @@ class ClassInfo(NamedTuple):
     layer_lists: tuple[str, ...]  # fields holding a list of layers
     arguments: tuple[str, ...]  # what a spec may give it
     required: tuple[str, ...]  # what a spec must give it
+    defaults: dict[str, Any]  # every field that has a default, with it
 
 
 _CLASS_INFO: dict[type, ClassInfo] = {}
@@ -124,6 +160,7 @@ def class_info(cls: type[Node]) -> ClassInfo:
             layer_lists=tuple(f.name for f in fields(cls) if f.name in _LAYER_LISTS),
             arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where")),
             required=tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
+            defaults={f.name: f.default for f in fields(cls) if f.default is not MISSING},
         )
     return info
 
@@ -131,6 +168,7 @@ def class_info(cls: type[Node]) -> ClassInfo:
 _NAME = re.compile(r"[^.\s]+")
 
 
+@lru_cache(maxsize=1024)  # the same few names ("conv", "bn", "relu") come back in every block
 def _valid_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None and not name.isdigit()
 

@@ -60,3 +60,44 @@ def test_set_parameters_change_the_model(tmp_path) -> None:
 def test_a_parameters_value_is_not_looked_up_again(tmp_path) -> None:
     text = SPLICING.replace("width: 8", "width: 8\n  label: $width").replace("name: a}", "name: $label}")
     assert archcalc.load(_write(tmp_path, text)).layers[0].name == "$width"
+
+
+SHARING = """
+name: net
+input: [3, 8, 8]
+blocks:
+  unit:
+    params: [out]
+    layers:
+      - {conv2d: {out_channels: $out, kernel_size: 3, padding: 1}, name: conv}
+      - {relu: {}, name: relu}
+  pair:
+    params: [out]
+    layers:
+      - {unit: {out: $out}, name: first}
+      - {stage: {after: [{conv2d: {out_channels: $out, kernel_size: 1}}]}, name: second}
+  stage:
+    params: [after]
+    layers: [$after]
+layers:
+  - {unit: {out: 4}, name: a}
+  - {unit: {out: 4}, name: b}
+  - {unit: {out: 8}, name: c}
+  - {pair: {out: 16}, name: d}
+  - {pair: {out: 32}, name: e}
+"""
+
+
+def test_a_block_called_again_with_the_same_arguments_shares_its_layers(tmp_path) -> None:
+    a, b, c, d, e = archcalc.load(_write(tmp_path, SHARING)).layers
+    assert (a.name, b.name) == ("a", "b") and a.layers is b.layers  # each call keeps its own name
+    assert c.layers is not a.layers and c.layers[0].out_channels == 8
+    assert c.layers[1] is a.layers[1]  # `relu` mentions no parameter: one node wherever it stands
+    # a list argument made afresh in each call is never taken for another call's
+    assert [x.layers[1].layers[0].out_channels for x in (d, e)] == [16, 32]
+
+
+def test_shared_layers_still_get_a_row_each_where_they_stand(tmp_path) -> None:
+    rows = archcalc.analyze(_write(tmp_path, SHARING)).rows
+    assert [r.name for r in rows[:4]] == ["a.conv", "a.relu", "b.conv", "b.relu"]
+    assert [r.output_shape[1] for r in rows] == [4, 4, 4, 4, 8, 8, 16, 16, 16, 32, 32, 32]
