@@ -18,7 +18,7 @@ from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, R
 # took an eighth of a GoogLeNet's analysis (py-spy).
 _new = tuple.__new__
 WEIGHT_LAYERS = (Conv2d, Linear)  # what "depth" counts, as in "VGG-16" and "ResNet-152"
-MAX_LEAF_LAYERS = 100_000  # a spec beyond this is a mistake, and would take long to print
+MAX_LAYERS = 100_000  # layers an analysis visits; a spec beyond this is a mistake, and would take long to print
 
 
 class State(NamedTuple):
@@ -31,25 +31,26 @@ class State(NamedTuple):
     depth: int = 0  # conv/linear layers on the longest path so far
 
 
-def count_leaves(layers: Layers, memo: dict[int, int] | None = None) -> int:
-    """Leaf layers (and joins) a layer list expands to, without expanding it."""
+def count_layers(layers: Layers, memo: dict[int, int] | None = None) -> int:
+    """Layers the walk will visit for a layer list, composites and every repeat copy included,
+    without walking it (a repeat of an empty sequential makes no rows but still takes time)."""
     memo = {} if memo is None else memo
     total = 0
     for layer in layers:
         key = id(layer)
         if key not in memo:
             if isinstance(layer, Sequential):
-                memo[key] = count_leaves(layer.layers, memo)
+                memo[key] = 1 + count_layers(layer.layers, memo)
             elif isinstance(layer, Repeat):
-                memo[key] = layer.times * count_leaves(layer.layers, memo)
+                memo[key] = 1 + layer.times * count_layers(layer.layers, memo)
             elif isinstance(layer, Concat):
-                memo[key] = 1 + sum(count_leaves(b, memo) for b in layer.branches)
+                memo[key] = 1 + sum(count_layers(b, memo) for b in layer.branches)
             elif isinstance(layer, Residual):
-                memo[key] = 1 + count_leaves(layer.body, memo) + count_leaves(layer.shortcut, memo)
+                memo[key] = 1 + count_layers(layer.body, memo) + count_layers(layer.shortcut, memo)
             else:
                 memo[key] = 1
         total += memo[key]
-        if total > MAX_LEAF_LAYERS:
+        if total > MAX_LAYERS:
             break
     return total
 
@@ -123,14 +124,15 @@ class _Walker:
                 step = self.steps[(id(layer), shape)] = self.step(layer, handler(layer, shape), shape)
             except SpecError as err:
                 raise self._locate(err, layer, spec_path) from None
-        output, window, new_grid, weighted, op, description, input_shape, output_shape, params, *counts = step
+        (output, window, new_grid, weighted, op, description, input_shape, output_shape, params, macs, fvcore_flops,
+         torch_flops, activations) = step
         if window is not None:
             kh, kw, sh, sw = (*grid, 1, 1) if isinstance(window, str) else window  # GLOBAL: the whole grid
             rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
             jump = (jump[0] * sh, jump[1] * sw)
         trainable_params = params if trainable and layer.trainable else 0
         self.rows.append(_new(Row, (path, op, description, input_shape, output_shape, params, trainable_params,
-                                    *counts, rf, jump)))
+                                    macs, fvcore_flops, torch_flops, activations, rf, jump)))
         return _new(State, (output, rf, jump, grid if new_grid is None else new_grid, depth + weighted))
 
     def step(self, layer: Node, cost: Cost, shape: tuple[int, ...]) -> Step:
@@ -139,11 +141,11 @@ class _Walker:
             description = self.descriptions[id(layer)] = describe(layer)
         n, output = self.batch, cost.output
         grid = output[1:] if len(output) == 3 else (1, 1) if cost.window == GLOBAL else None
-        return Step(
+        return _new(Step, (
             output, cost.window, grid, isinstance(layer, WEIGHT_LAYERS), layer.OP, description,
             (n, *shape), (n, *output), cost.params, n * cost.macs, n * cost.fvcore, 2 * n * cost.macs,
             n * math.prod(output),
-        )
+        ))
 
     def group(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath, trainable: bool) -> State:
         """A composite: its rows, and a Group spanning them."""
@@ -238,8 +240,8 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     file = model.where.file if model.where else None
     walker = _Walker(batch)
     try:
-        if count_leaves(model.layers) > MAX_LEAF_LAYERS:
-            raise SpecError(f"{model.name} expands to more than {MAX_LEAF_LAYERS:,} layers")
+        if count_layers(model.layers) > MAX_LAYERS:
+            raise SpecError(f"{model.name} expands to more than {MAX_LAYERS:,} layers")
         start = State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1))
         final = walker.sequence(model.layers, start, (), (None, "layers"), True)
     except SpecError as err:

@@ -31,6 +31,9 @@ LAYER_KEYS = ("name", "trainable")
 COMPOSITE_OPS = ("sequential", "concat", "residual", "repeat")
 MAX_SPEC_NODES = 50_000  # layers written out after expanding blocks (repeats stay shared)
 MAX_NESTING = 64
+# A block argument of one of these types is told apart from another by its value; any other
+# (a list or mapping) by the object, which the caller keeps alive while its id is a key.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def did_you_mean(word: object, choices, prefix: str = "") -> str:
@@ -367,7 +370,9 @@ class _Builder:
                     line, path)
             op, args = ops[0], item[ops[0]]
             if len(item) > 1:
-                extra = self._arguments({k: item[k] for k in LAYER_KEYS if k in item}, scope, line, item)
+                extra = {k: item[k] for k in LAYER_KEYS if k in item}
+                if not fixed:
+                    extra = self._arguments(extra, scope, line, item)
         else:
             raise self.error(f"a layer is an op name or a mapping, got {_kind(item)}", line, path)
         where = Where(self.file, line)
@@ -438,7 +443,7 @@ class _Builder:
         args = {} if args is None else args
         if not isinstance(args, dict):
             raise SpecError(f"arguments of block {name!r} must be a mapping, got {_kind(args)}")
-        key = (name, tuple((k, _identity(v)) for k, v in args.items()))
+        key = (name, *[(k, v.__class__, v if v.__class__ in _PLAIN else id(v)) for k, v in args.items()])
         known = self.expansions.get(key)
         if known is None:
             known = self.expansions[key] = (args, *self._expand(name, written, args, where, path))
@@ -466,14 +471,6 @@ class _Builder:
         finally:
             self.calls.pop()
         return built, self.count - start
-
-
-def _identity(value) -> tuple:
-    """What decides a block argument: a plain value by its type and value, a list or mapping by
-    the object (its id, while the caller keeps the object alive)."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return (type(value), value)
-    return (type(value), id(value))
 
 
 def _kind(value) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Callable, NamedTuple
 
 from archcalc.errors import SpecError
 from archcalc.spec import (
-    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ChannelPad, Conv2d, Dropout, Flatten,
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ChannelPad, Conv2d, Dropout, Flatten, IntPair,
     Linear, LocalResponseNorm, MaxPool2d, Node, ReLU, Sigmoid, Softmax, Tanh, pair,
 )
 
@@ -66,13 +66,6 @@ def _spatial(shape: Shape, op: str) -> tuple[int, int, int]:
     return shape
 
 
-def _window2d(shape: Shape, kernel, stride, padding, dilation=1, ceil_mode=False) -> tuple[Shape, Window]:
-    c, h, w = shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(kernel), pair(stride), pair(padding), pair(dilation)
-    out = (c, output_size(h, kh, sh, ph, dh, ceil_mode), output_size(w, kw, sw, pw, dw, ceil_mode))
-    return out, (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
-
-
 def _check_in(given: int | None, actual: int, what: str) -> None:
     if given is not None and given != actual:
         raise SpecError(f"{what} is {given} but the incoming shape has {actual}")
@@ -81,50 +74,43 @@ def _check_in(given: int | None, actual: int, what: str) -> None:
 def conv2d(layer: Conv2d, shape: Shape) -> Cost:
     c, h, w = _spatial(shape, "conv2d")
     _check_in(layer.in_channels, c, "in_channels")
-    g = layer.groups
-    if c % g or layer.out_channels % g:
-        raise SpecError(
-            f"groups={g} must divide both in_channels ({c}) and out_channels ({layer.out_channels})"
-        )
+    g, out_channels = layer.groups, layer.out_channels
+    if c % g or out_channels % g:
+        raise SpecError(f"groups={g} must divide both in_channels ({c}) and out_channels ({out_channels})")
+    (kh, kw), (sh, sw), (dh, dw) = pair(layer.kernel_size), pair(layer.stride), pair(layer.dilation)
     padding = layer.padding
-    if padding == "valid":
-        padding = 0
     if padding == "same":
-        if pair(layer.stride) != (1, 1):
+        if (sh, sw) != (1, 1):
             raise SpecError("padding='same' needs stride 1 (as in torch)")
-        (kh, kw), (dh, dw) = pair(layer.kernel_size), pair(layer.dilation)
-        out: Shape = (layer.out_channels, h, w)
-        window = (dh * (kh - 1) + 1, dw * (kw - 1) + 1, 1, 1)
+        oh, ow = h, w
     else:
-        out, window = _window2d(shape, layer.kernel_size, layer.stride, padding, layer.dilation)
-        out = (layer.out_channels, out[1], out[2])
-    kh, kw = pair(layer.kernel_size)
-    weights = layer.out_channels * (c // g) * kh * kw
-    macs = weights * out[1] * out[2]
-    return Cost(out, weights + (layer.out_channels if layer.bias else 0), macs, macs, window)
+        ph, pw = (0, 0) if isinstance(padding, str) else pair(padding)  # "valid"
+        oh, ow = output_size(h, kh, sh, ph, dh), output_size(w, kw, sw, pw, dw)
+    weights = out_channels * (c // g) * kh * kw
+    macs = weights * oh * ow
+    window = (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+    return Cost((out_channels, oh, ow), weights + (out_channels if layer.bias else 0), macs, macs, window)
 
 
-def _check_pool_padding(padding, kernel) -> None:
+def _pool(layer: MaxPool2d | AvgPool2d, shape: Shape, dilation: IntPair) -> Cost:
+    c, h, w = _spatial(shape, layer.OP)
+    (kh, kw), (ph, pw), (dh, dw) = pair(layer.kernel_size), pair(layer.padding), pair(dilation)
     # torch's pool2d_shape_check: kernel // 2 >= padding, on the kernel before dilation
-    for p, k in zip(pair(padding), pair(kernel)):
+    for p, k in ((ph, kh), (pw, kw)):
         if 2 * p > k:
             raise SpecError(f"padding {p} is more than half the kernel {k} (torch refuses this)")
+    sh, sw = pair(layer.kernel_size if layer.stride is None else layer.stride)
+    ceil = layer.ceil_mode
+    out = (c, output_size(h, kh, sh, ph, dh, ceil), output_size(w, kw, sw, pw, dw, ceil))
+    return Cost(out, window=(dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw))
 
 
 def maxpool2d(layer: MaxPool2d, shape: Shape) -> Cost:
-    _spatial(shape, "maxpool2d")
-    _check_pool_padding(layer.padding, layer.kernel_size)
-    stride = layer.kernel_size if layer.stride is None else layer.stride
-    out, window = _window2d(shape, layer.kernel_size, stride, layer.padding, layer.dilation, layer.ceil_mode)
-    return Cost(out, window=window)
+    return _pool(layer, shape, layer.dilation)
 
 
 def avgpool2d(layer: AvgPool2d, shape: Shape) -> Cost:
-    _spatial(shape, "avgpool2d")
-    _check_pool_padding(layer.padding, layer.kernel_size)
-    stride = layer.kernel_size if layer.stride is None else layer.stride
-    out, window = _window2d(shape, layer.kernel_size, stride, layer.padding, 1, layer.ceil_mode)
-    return Cost(out, window=window)
+    return _pool(layer, shape, 1)
 
 
 def _adaptive_window(size: int, out: int) -> tuple[int, int]:
@@ -215,31 +201,37 @@ def _kxk(value) -> str:
     return f"{h}x{w}"
 
 
+def _window_details(layer: Conv2d | MaxPool2d | AvgPool2d) -> list[str]:
+    parts = [_kxk(layer.kernel_size)]
+    stride = layer.stride if layer.stride is not None else layer.kernel_size
+    if pair(stride) != (1, 1):
+        parts.append(f"/{_hw(stride)}")
+    if layer.padding not in (0, (0, 0)):
+        parts.append(layer.padding if isinstance(layer.padding, str) else f"p{_hw(layer.padding)}")
+    dilation, groups = getattr(layer, "dilation", 1), getattr(layer, "groups", 1)
+    if dilation not in (1, (1, 1)):
+        parts.append(f"d{_hw(dilation)}")
+    if groups != 1:
+        parts.append(f"g{groups}")
+    if getattr(layer, "ceil_mode", False):
+        parts.append("ceil")
+    return parts
+
+
+# What a description shows after the op's name, per op (none for the rest)
+DETAILS: dict[type[Node], Callable[[Any], list[str]]] = {
+    Conv2d: _window_details,
+    MaxPool2d: _window_details,
+    AvgPool2d: _window_details,
+    AdaptiveAvgPool2d: lambda layer: [_kxk(layer.output_size)],
+    Linear: lambda layer: [str(layer.out_features)],
+    LocalResponseNorm: lambda layer: [f"size {layer.size}"],
+    Dropout: lambda layer: [f"p={layer.p}"],
+    ChannelPad: lambda layer: [f"to {layer.out_channels}"],
+}
+
+
 def describe(layer: Node) -> str:
     """The op with its key arguments, e.g. `conv2d 11x11 /4 p1`."""
-    parts = [layer.OP]
-    if isinstance(layer, (Conv2d, MaxPool2d, AvgPool2d)):
-        parts.append(_kxk(layer.kernel_size))
-        stride = layer.stride if layer.stride is not None else layer.kernel_size
-        if pair(stride) != (1, 1):
-            parts.append(f"/{_hw(stride)}")
-        if layer.padding not in (0, (0, 0)):
-            parts.append(layer.padding if isinstance(layer.padding, str) else f"p{_hw(layer.padding)}")
-        dilation, groups = getattr(layer, "dilation", 1), getattr(layer, "groups", 1)
-        if dilation not in (1, (1, 1)):
-            parts.append(f"d{_hw(dilation)}")
-        if groups != 1:
-            parts.append(f"g{groups}")
-        if getattr(layer, "ceil_mode", False):
-            parts.append("ceil")
-    elif isinstance(layer, AdaptiveAvgPool2d):
-        parts.append(_kxk(layer.output_size))
-    elif isinstance(layer, Linear):
-        parts.append(str(layer.out_features))
-    elif isinstance(layer, (LocalResponseNorm,)):
-        parts.append(f"size {layer.size}")
-    elif isinstance(layer, Dropout):
-        parts.append(f"p={layer.p}")
-    elif isinstance(layer, ChannelPad):
-        parts.append(f"to {layer.out_channels}")
-    return " ".join(parts)
+    details = DETAILS.get(type(layer))
+    return " ".join([layer.OP, *details(layer)]) if details else layer.OP
