@@ -18,7 +18,7 @@ from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, R
 # took an eighth of a GoogLeNet's analysis (py-spy).
 _new = tuple.__new__
 WEIGHT_LAYERS = (Conv2d, Linear)  # what "depth" counts, as in "VGG-16" and "ResNet-152"
-MAX_LAYERS = 100_000  # layers an analysis visits; a spec beyond this is a mistake, and would take long to print
+MAX_LAYERS = 100_000  # layers repeats may visit; a spec beyond this is a mistake, and would take long to print
 
 
 class State(NamedTuple):
@@ -95,6 +95,9 @@ class _Walker:
         # once per analysis, and name each shared layer list once
         self.steps: dict[tuple[int, tuple[int, ...]], Step] = {}
         self.descriptions: dict[int, str] = {}
+        self.repeated = 0  # layers the outermost repeats visit, all told
+        self.repeating = False
+        self.counts: dict[int, int] = {}
         self.keys: dict[int, list[str]] = {}
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], spec_path: SpecPath,
@@ -155,7 +158,7 @@ class _Walker:
         except SpecError as err:
             raise self._locate(err, layer, spec_path) from None
         kind = layer.block if isinstance(layer, Sequential) and layer.block else layer.OP
-        self.groups.append(Group(path, kind, start, len(self.rows)))
+        self.groups.append(_new(Group, (path, kind, start, len(self.rows))))
         return new
 
     def composite(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath,
@@ -166,8 +169,18 @@ class _Walker:
         if isinstance(layer, Repeat):
             if not layer.layers:
                 raise SpecError("repeat has no layers")
-            for copy in range(layer.times):
-                state = self.branch(layer.layers, state, path + (str(copy),), (spec_path, ".repeat.layers"), trainable)
+            outermost = not self.repeating
+            if outermost:  # only a repeat multiplies the layers written: bound what it will visit first
+                self.repeated += layer.times * count_layers(layer.layers, self.counts)
+                if self.repeated > MAX_LAYERS:
+                    raise SpecError(f"{layer.times:,} copies expand to more than {MAX_LAYERS:,} layers")
+            self.repeating = True
+            try:
+                for copy in range(layer.times):
+                    state = self.branch(layer.layers, state, path + (str(copy),), (spec_path, ".repeat.layers"),
+                                        trainable)
+            finally:
+                self.repeating = not outermost
             return state
         if isinstance(layer, Concat):
             return self.concat(layer, state, path, spec_path, trainable)
@@ -240,8 +253,6 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     file = model.where.file if model.where else None
     walker = _Walker(batch)
     try:
-        if count_layers(model.layers) > MAX_LAYERS:
-            raise SpecError(f"{model.name} expands to more than {MAX_LAYERS:,} layers")
         start = State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1))
         final = walker.sequence(model.layers, start, (), (None, "layers"), True)
     except SpecError as err:

@@ -34,6 +34,7 @@ MAX_NESTING = 64
 # A block argument of one of these types is told apart from another by its value; any other
 # (a list or mapping) by the object, which the caller keeps alive while its id is a key.
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+_new = tuple.__new__
 
 
 def did_you_mean(word: object, choices, prefix: str = "") -> str:
@@ -253,8 +254,8 @@ class _Builder:
         self.plain = plain  # ids of the file's containers that mention no parameter: resolved as they are
         self.count = 0  # layers built, shared ones counted wherever they stand
         self.calls: list[str] = []
-        # (id of the item, line) -> (item, node); (block, its arguments) -> (arguments, layers, count).
-        # Each entry holds what its key names by id, so that no other object can take the id.
+        # (id of the item, line) -> (item, node); (block, its arguments) -> (arguments, layers, count);
+        # each entry holds what its key names by id, so that no other object can take the id.
         self.fixed_leaves: dict[tuple[int, int | None], tuple[Any, Node]] = {}
         self.expansions: dict[tuple, tuple[Any, tuple[Node, ...], int]] = {}
 
@@ -371,11 +372,12 @@ class _Builder:
             op, args = ops[0], item[ops[0]]
             if len(item) > 1:
                 extra = {k: item[k] for k in LAYER_KEYS if k in item}
-                if not fixed:
-                    extra = self._arguments(extra, scope, line, item)
+                for k, value in extra.items():
+                    if not fixed and (isinstance(value, (dict, list)) or str(value).startswith("$")):
+                        extra[k] = self.substitute(value, scope, _line(item, k, line))
         else:
             raise self.error(f"a layer is an op name or a mapping, got {_kind(item)}", line, path)
-        where = Where(self.file, line)
+        where = _new(Where, (self.file, line))  # tuple.__new__: a named tuple's own __new__ is Python code
         try:
             node = self._node(op, args, scope, extra, where, path)
         except SpecError as err:

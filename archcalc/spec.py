@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
-from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Optional, TypeVar, Union
+from typing import Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Optional, TypeVar, Union
 
 from archcalc.errors import SpecError, shown
 
@@ -104,60 +104,60 @@ class Node:
 
         Fills the instance's dict in one go instead of running the frozen dataclass's
         __init__, which sets each field through object.__setattr__ (3x slower on Conv2d;
-        a GoogLeNet builds a few hundred nodes). The same validation runs.
+        a GoogLeNet builds a few hundred nodes), and checks only the fields given: a
+        default is valid.
         """
         node = object.__new__(cls)
         state = node.__dict__
         state.update(class_info(cls).defaults)
         state.update(args)
         state["where"] = where
-        node.__post_init__()
+        node._validate(args)
         return node
 
     def __post_init__(self) -> None:
+        self._validate(list(self.__dict__))
+
+    def _validate(self, given: Iterable[str]) -> None:
+        """Check the `given` fields; a list becomes a tuple (the node is frozen, and hashable)."""
         state = self.__dict__  # read and written directly: a frozen dataclass's setattr refuses, and is slow
-        name = state["name"]
-        if name is not None and (not isinstance(name, str) or not _valid_name(name)):
-            raise SpecError(f"name must be a non-empty string without '.' or spaces, got {shown(name)}", op=self.OP)
-        if not isinstance(state["trainable"], bool):
-            raise SpecError(f"trainable must be true or false, got {shown(state['trainable'])}", op=self.OP)
-        info = class_info(type(self))
-        for field_name, default, check, expected in info.checked:
+        rules = class_info(type(self)).rules
+        for field_name in given:
             value = state[field_name]
-            if value is default:  # a field left at its default is valid: skip the check (most of them)
-                continue
-            if not check(value):
-                raise SpecError(f"{field_name} must be {expected}, got {shown(value)}", op=self.OP)
-            if isinstance(value, list):
+            rule = rules.get(field_name)
+            if rule is not None and value is not rule[0] and not rule[1](value):
+                raise SpecError(f"{field_name} must be {rule[2]}, got {shown(value)}", op=self.OP)
+            if field_name == "branches" and isinstance(value, (list, tuple)):
+                state[field_name] = tuple(tuple(branch) for branch in value)
+            elif isinstance(value, list):
                 state[field_name] = tuple(value)
-        for field_name in info.layer_lists:
-            if isinstance(state[field_name], list):
-                state[field_name] = tuple(state[field_name])
-        branches = state.get("branches")
-        if isinstance(branches, (list, tuple)):
-            state["branches"] = tuple(tuple(b) for b in branches)
+
+
+def _name_ok(value) -> bool:
+    return value is None or (isinstance(value, str) and _valid_name(value))
 
 
 class ClassInfo(NamedTuple):
     """What a Node class takes, worked out once per class (dataclasses.fields is slow)."""
 
-    checked: tuple[tuple[str, object, Callable[[object], bool], str], ...]  # field, default, check, valid value
-    layer_lists: tuple[str, ...]  # fields holding a list of layers
+    rules: dict[str, tuple[object, Callable[[object], bool], str]]  # field -> its default, check, valid value
     arguments: tuple[str, ...]  # what a spec may give it
     required: tuple[str, ...]  # what a spec must give it
     defaults: dict[str, Any]  # every field that has a default, with it
 
 
 _CLASS_INFO: dict[type, ClassInfo] = {}
-_LAYER_LISTS = ("layers", "body", "shortcut")
 
 
 def class_info(cls: type[Node]) -> ClassInfo:
     info = _CLASS_INFO.get(cls)
     if info is None:
         info = _CLASS_INFO[cls] = ClassInfo(
-            checked=tuple((f.name, f.default, *_CHECKS[f.metadata["kind"]]) for f in fields(cls) if "kind" in f.metadata),
-            layer_lists=tuple(f.name for f in fields(cls) if f.name in _LAYER_LISTS),
+            rules={
+                "name": (None, _name_ok, "a non-empty string without '.' or spaces"),
+                "trainable": (True, lambda v: isinstance(v, bool), "true or false"),
+                **{f.name: (f.default, *_CHECKS[f.metadata["kind"]]) for f in fields(cls) if "kind" in f.metadata},
+            },
             arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where")),
             required=tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
             defaults={f.name: f.default for f in fields(cls) if f.default is not MISSING},
