@@ -118,13 +118,14 @@ class _Walker:
 
     def layer(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath, trainable: bool) -> State:
         shape, rf, jump, grid, depth = state
-        step = self.steps.get((id(layer), shape))
+        key = (id(layer), shape)
+        step = self.steps.get(key)
         if step is None:
             handler = HANDLERS.get(type(layer))
             if handler is None:
                 return self.group(layer, state, path, spec_path, trainable and layer.trainable)
             try:
-                step = self.steps[(id(layer), shape)] = self.step(layer, handler(layer, shape), shape)
+                step = self.steps[key] = self.step(layer, handler(layer, shape), shape)
             except SpecError as err:
                 raise self._locate(err, layer, spec_path) from None
         (output, window, new_grid, weighted, op, description, input_shape, output_shape, params, macs, fvcore_flops,

@@ -356,7 +356,8 @@ class _Builder:
         # wherever it stands on this line: build it once per model (`relu`, a block's batch norm).
         fixed = scope is None or id(item) in self.plain
         if fixed:
-            known = self.fixed_leaves.get((id(item), line))
+            site = (id(item), line)
+            known = self.fixed_leaves.get(site)
             if known is not None:
                 return known[1]
         extra: dict[str, Any] = {}
@@ -372,9 +373,10 @@ class _Builder:
             op, args = ops[0], item[ops[0]]
             if len(item) > 1:
                 extra = {k: item[k] for k in LAYER_KEYS if k in item}
-                for k, value in extra.items():
-                    if not fixed and (isinstance(value, (dict, list)) or str(value).startswith("$")):
-                        extra[k] = self.substitute(value, scope, _line(item, k, line))
+                if not fixed:
+                    for k, value in extra.items():
+                        if isinstance(value, (dict, list)) or str(value).startswith("$"):
+                            extra[k] = self.substitute(value, scope, _line(item, k, line))
         else:
             raise self.error(f"a layer is an op name or a mapping, got {_kind(item)}", line, path)
         where = _new(Where, (self.file, line))  # tuple.__new__: a named tuple's own __new__ is Python code
@@ -383,7 +385,7 @@ class _Builder:
         except SpecError as err:
             raise err.located(file=self.file, line=line, path=spell(path), op=str(op)) from None
         if fixed and op in LEAF_OPS:
-            self.fixed_leaves[(id(item), line)] = (item, node)  # keeps item alive: its id stays its own
+            self.fixed_leaves[site] = (item, node)  # keeps item alive: its id stays its own
         return node
 
     def _node(self, op, args, scope: Scope, extra: dict, where: Where, path: SpecPath) -> Node:

@@ -107,21 +107,21 @@ class Node:
         a GoogLeNet builds a few hundred nodes), and checks only the fields given: a
         default is valid.
         """
+        info = class_info(cls)
         node = object.__new__(cls)
         state = node.__dict__
-        state.update(class_info(cls).defaults)
+        state.update(info.defaults)
         state.update(args)
         state["where"] = where
-        node._validate(args)
+        node._validate(args, info.rules)
         return node
 
     def __post_init__(self) -> None:
-        self._validate(list(self.__dict__))
+        self._validate(list(self.__dict__), class_info(type(self)).rules)
 
-    def _validate(self, given: Iterable[str]) -> None:
+    def _validate(self, given: Iterable[str], rules: Mapping[str, tuple[object, Callable[[object], bool], str]]) -> None:
         """Check the `given` fields; a list becomes a tuple (the node is frozen, and hashable)."""
         state = self.__dict__  # read and written directly: a frozen dataclass's setattr refuses, and is slow
-        rules = class_info(type(self)).rules
         for field_name in given:
             value = state[field_name]
             rule = rules.get(field_name)
