@@ -150,10 +150,15 @@ class CaseResult:
         return timing.median_s if isinstance(timing, Timing) else None
 
     def ratio(self, tool: str) -> float | None:
-        """How many times longer `tool` took than archcalc's load + analyse (timed alongside it, if it was)."""
-        seconds = self.seconds(tool)
-        base = self.alongside or self.analysis
-        return None if seconds is None else seconds / base.median_s
+        """How many times longer `tool` took than archcalc's load + analyse: the median over rounds
+        of the tool's run over archcalc's time in the same round (`paired_ratio`), if archcalc was
+        timed alongside the tool; else the ratio of the medians."""
+        timing = self.tools.get(tool)
+        if not isinstance(timing, Timing):
+            return None
+        if self.alongside is None:
+            return timing.median_s / self.analysis.median_s
+        return paired_ratio(self.alongside, timing)
 
 
 @dataclass(frozen=True)
@@ -452,13 +457,16 @@ def _interleaved(
 ) -> tuple[dict[str, Timing], Timing]:
     """Each tool `runs` times, round-robin (a burst of other work hits every tool alike);
     a tool stops early once its runs took `budget_s` (after at least one). Each round also
-    times `alongside` (archcalc) `alongside_calls` times, GC off, and keeps the median."""
+    times `alongside` (archcalc) `alongside_calls` times, GC off, after one untimed call (the
+    first call after a forward pass runs on cold caches, twice as slow: the tools had their
+    warm-up too), and keeps the median."""
     times: dict[str, list[float]] = {tool: [] for tool in runners}
     base: list[float] = []
     clock = time.perf_counter
     for _ in range(runs):
         gc.disable()
         try:
+            alongside()
             calls = []
             for _ in range(alongside_calls):
                 start = clock()
@@ -600,6 +608,12 @@ def evaluate_targets(bench: BenchResult) -> list[Target]:
         None if r152 is None else r152.analysis.median_s < 0.005,
     ))
     return targets
+
+
+def paired_ratio(base: Timing, other: Timing) -> float:
+    """Median over rounds of other / base, the i-th run of each taken in the same round
+    (a tool that stopped early on its time budget has fewer runs: its first rounds)."""
+    return statistics.median(o / b for b, o in zip(base.times_s, other.times_s))
 
 
 def paired_change(base: Timing, other: Timing) -> float:

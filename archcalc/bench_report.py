@@ -90,9 +90,10 @@ def render_markdown(bench: BenchResult, command: str, plots: dict[str, str]) -> 
         f"{s.tool_seconds:g} s; runs per case here: {_runs(bench.cases)}), the three tools round-robin, "
         "after one warm-up per model and tool, on `torchbuild.build_module(name, init=False)` in eval mode; FlopCounterMode "
         "under `torch.no_grad()`, the plain forward under `torch.inference_mode()`. "
-        "*/ archcalc* is the tool's time over archcalc's load + analyse timed again in the same rounds "
-        "(median of 5 calls before each round of the tools), so that the machine changing speed "
-        "between the two phases does not move the ratios.",
+        "*/ archcalc* is the tool's time over archcalc's load + analyse timed again in the same round "
+        "(median of 5 calls, after one untimed call, before each round of the tools), the median over "
+        "rounds: the machine changing speed between the two phases, or from one round to the next, "
+        "does not move the ratios.",
         "",
         case_table(bench.cases),
         "",

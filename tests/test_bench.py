@@ -175,6 +175,15 @@ def test_ratio_uses_archcalc_timed_alongside_the_tools():
     assert r.ratio("forward") is None  # skipped
 
 
+def test_ratio_pairs_each_tool_run_with_archcalc_in_the_same_round():
+    r = _case("resnet152", 224, 1, 0.004, 0.5)
+    # round 2 ran during a burst of other work that slowed both 2x; in round 3 only the tool was slowed
+    r.tools["fvcore"] = Timing((0.50, 1.00, 0.80))
+    r.alongside = Timing((0.005, 0.010, 0.005))
+    assert r.ratio("fvcore") == pytest.approx(100)  # rounds: 100x, 100x, 160x
+    assert r.seconds("fvcore") / r.alongside.median_s == pytest.approx(160)  # what unpaired medians say
+
+
 def test_flatness_pairs_the_runs_of_each_round():
     # rounds 3-4 ran during a burst of other work that slowed both cases 2x, round 5 during
     # one that slowed only the other: it is 5% slower in 4 rounds of 5, its median 2.1x the base's
