@@ -90,7 +90,7 @@ class _Walker:
     def __init__(self, batch: int) -> None:
         self.batch = batch
         self.rows: list[Row] = []
-        self.groups: list[Group] = []
+        self.groups: list[Group | None] = []  # in walk order: a composite before what it holds
         # repeat copies and shared blocks share layer objects: work out each (layer, input shape)
         # once per analysis, and name each shared layer list once
         self.steps: dict[tuple[int, tuple[int, ...]], Step] = {}
@@ -152,14 +152,15 @@ class _Walker:
         ))
 
     def group(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath, trainable: bool) -> State:
-        """A composite: its rows, and a Group spanning them."""
-        start = len(self.rows)
+        """A composite: its rows, and a Group spanning them, which goes before its children's groups."""
+        start, index = len(self.rows), len(self.groups)
+        self.groups.append(None)  # its place, filled once its rows are known
         try:
             new = self.composite(layer, state, path, spec_path, trainable)
         except SpecError as err:
             raise self._locate(err, layer, spec_path) from None
         kind = layer.block if isinstance(layer, Sequential) and layer.block else layer.OP
-        self.groups.append(_new(Group, (path, kind, start, len(self.rows))))
+        self.groups[index] = _new(Group, (path, kind, start, len(self.rows)))
         return new
 
     def composite(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath,
@@ -274,5 +275,5 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         depth=final.depth,
         receptive_field=rows[-1].receptive_field if rows else (1, 1),
     )
-    groups = tuple(sorted(walker.groups, key=lambda g: (g.start, len(g.path))))
+    groups = tuple(g for g in walker.groups if g is not None)  # all are filled once the walk ends
     return Result(model.name, (batch, *shape), dtype, rows, groups, total, model.description, model.source)

@@ -127,9 +127,7 @@ class Node:
             rule = rules.get(field_name)
             if rule is not None and value is not rule[0] and not rule[1](value):
                 raise SpecError(f"{field_name} must be {rule[2]}, got {shown(value)}", op=self.OP)
-            if field_name == "branches" and isinstance(value, (list, tuple)):
-                state[field_name] = tuple(tuple(branch) for branch in value)
-            elif isinstance(value, list):
+            if isinstance(value, list):
                 state[field_name] = tuple(value)
 
 
@@ -303,6 +301,11 @@ class Concat(Node):
 
     OP: ClassVar[str] = "concat"
     branches: tuple[Layers, ...] = ()
+
+    def _validate(self, given: Iterable[str], rules: Mapping[str, tuple[object, Callable[[object], bool], str]]) -> None:
+        super()._validate(given, rules)
+        if isinstance(self.branches, (list, tuple)):  # each branch a tuple too
+            self.__dict__["branches"] = tuple(tuple(branch) for branch in self.branches)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -157,3 +157,10 @@ def test_analysis_never_imports_torch():
            "print(sorted(m for m in ('torch', 'fvcore', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_groups_come_in_walk_order() -> None:
+    # by first row, a composite before the composites it holds: what `fold` and the tables read
+    for name in archcalc.list_models():
+        groups = archcalc.analyze(name).groups
+        assert list(groups) == sorted(groups, key=lambda g: (g.start, len(g.path))), name
