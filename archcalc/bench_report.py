@@ -146,8 +146,8 @@ def profile_section(bench: BenchResult) -> list[str]:
     lines = ["## Where the analysis time goes", ""]
     if bench.split:
         load, walk = bench.split
-        lines += [f"resnet152, warm: building the Model from the parsed YAML {seconds(load)}, the walk "
-                  f"{seconds(walk)} (medians). cProfile of 20 warm `archcalc.analyze(\"resnet152\")` calls, "
+        lines += [f"{bench.profiled}, warm: building the Model from the parsed YAML {seconds(load)}, the walk "
+                  f"{seconds(walk)} (medians). cProfile of 20 warm `archcalc.analyze(\"{bench.profiled}\")` calls, "
                   "by own time:", ""]
     return lines + ["```", bench.profile, "```", ""]
 

@@ -16,7 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from archcalc.bench import (
-    BenchResult, Case, CaseResult, Settings, Timing, evaluate_targets, paired_change, plan_skip, time_processes,
+    BenchResult, Case, CaseResult, Settings, Timing, evaluate_targets, model_to_profile, paired_change, plan_skip,
+    time_processes,
 )
 from archcalc.bench_report import render_markdown, seconds
 from archcalc.cli import app
@@ -160,6 +161,14 @@ def test_targets_pass_and_fail_on_the_ratios():
     text = render_markdown(bad, "archcalc bench", {})
     _assert_valid_tables(text)
     assert text.count("**FAIL**") == 5
+
+
+def test_the_profile_is_of_the_model_furthest_below_100x():
+    cli = {"archcalc table alexnet": Timing((0.2,)), 'python -c "import torch"': Timing((1.0,))}
+    cases = [_case("alexnet", 224, 1, 0.0003, 0.027), _case("googlenet", 224, 1, 0.002, 0.16),
+             _case("resnet152", 224, 1, 0.003, 0.6)]  # 90x, 80x, 200x
+    assert model_to_profile(_bench(cases, cli)) == "googlenet"
+    assert model_to_profile(_bench(cases[2:], cli)) == "resnet152"  # then the 5 ms goal is what missed
 
 
 def test_targets_unmeasured_are_not_failures():
