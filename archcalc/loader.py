@@ -298,29 +298,29 @@ class _Builder:
             return items
         return data
 
-    def _arguments(self, args, scope: Scope, line: int | None, written=None):
-        """An op's or block's arguments with `$params` replaced; a mapping comes back as a plain
-        dict (a value's line is looked up in `written`, the mapping as written, if not args)."""
+    def _arguments(self, args, scope: Scope, line: int | None):
+        """An op's or block's arguments with `$params` replaced; a mapping comes back as a plain dict."""
         if scope is None or not isinstance(args, dict) or id(args) in self.plain:
             return self.substitute(args, scope, line)
-        written = args if written is None else written
         resolved = {}
         for key, value in args.items():
             if isinstance(value, str):
                 if value.startswith("$"):
-                    if value[1:] not in scope:  # looks the line up only then
-                        self._value(value, scope, _line(written, key, line))
+                    if value[1:] not in scope:
+                        raise self._unknown(value, scope, _line(args, key, line))  # the line looked up only then
                     value = scope[value[1:]]
             elif isinstance(value, (dict, list)):
-                value = self.substitute(value, scope, _line(written, key, line))
+                value = self.substitute(value, scope, _line(args, key, line))
             resolved[key] = value
         return resolved
 
     def _value(self, reference: str, scope: Mapping[str, Any], line: int | None):
-        key = reference[1:]
-        if key not in scope:
-            raise self.error(f"unknown parameter {reference}{did_you_mean(key, scope, '$')}", line)
-        return scope[key]
+        if reference[1:] not in scope:
+            raise self._unknown(reference, scope, line)
+        return scope[reference[1:]]
+
+    def _unknown(self, reference: str, scope: Mapping[str, Any], line: int | None) -> SpecError:
+        return self.error(f"unknown parameter {reference}{did_you_mean(reference[1:], scope, '$')}", line)
 
     def _resolved(self, data, scope: Scope, line: int | None) -> tuple[Any, Scope]:
         """Data standing in for a list or mapping of layers: a `$param` is replaced (and then final)."""
@@ -375,7 +375,7 @@ class _Builder:
                 extra = {k: item[k] for k in LAYER_KEYS if k in item}
                 if not fixed:
                     for k, value in extra.items():
-                        if isinstance(value, (dict, list)) or str(value).startswith("$"):
+                        if isinstance(value, (dict, list)) or (isinstance(value, str) and value.startswith("$")):
                             extra[k] = self.substitute(value, scope, _line(item, k, line))
         else:
             raise self.error(f"a layer is an op name or a mapping, got {_kind(item)}", line, path)
