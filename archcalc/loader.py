@@ -372,11 +372,8 @@ class _Builder:
                     line, path)
             op, args = ops[0], item[ops[0]]
             if len(item) > 1:
-                extra = {k: item[k] for k in LAYER_KEYS if k in item}
-                if not fixed:
-                    for k, value in extra.items():
-                        if isinstance(value, (dict, list)) or (isinstance(value, str) and value.startswith("$")):
-                            extra[k] = self.substitute(value, scope, _line(item, k, line))
+                extra = {k: item[k] if fixed else self.substitute(item[k], scope, _line(item, k, line))
+                         for k in LAYER_KEYS if k in item}
         else:
             raise self.error(f"a layer is an op name or a mapping, got {_kind(item)}", line, path)
         where = _new(Where, (self.file, line))  # tuple.__new__: a named tuple's own __new__ is Python code

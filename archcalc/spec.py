@@ -87,6 +87,7 @@ def pair(value: IntPair) -> tuple[int, int]:
 
 
 N = TypeVar("N", bound="Node")
+Rule = tuple[object, Callable[[object], bool], str]  # a field's default (valid as it is), its check, a valid value in words
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,7 +120,7 @@ class Node:
     def __post_init__(self) -> None:
         self._validate(list(self.__dict__), class_info(type(self)).rules)
 
-    def _validate(self, given: Iterable[str], rules: Mapping[str, tuple[object, Callable[[object], bool], str]]) -> None:
+    def _validate(self, given: Iterable[str], rules: Mapping[str, Rule]) -> None:
         """Check the `given` fields; a list becomes a tuple (the node is frozen, and hashable)."""
         state = self.__dict__  # read and written directly: a frozen dataclass's setattr refuses, and is slow
         for field_name in given:
@@ -138,7 +139,7 @@ def _name_ok(value) -> bool:
 class ClassInfo(NamedTuple):
     """What a Node class takes, worked out once per class (dataclasses.fields is slow)."""
 
-    rules: dict[str, tuple[object, Callable[[object], bool], str]]  # field -> its default, check, valid value
+    rules: dict[str, Rule]  # field -> its rule
     arguments: tuple[str, ...]  # what a spec may give it
     required: tuple[str, ...]  # what a spec must give it
     defaults: dict[str, Any]  # every field that has a default, with it
@@ -302,7 +303,7 @@ class Concat(Node):
     OP: ClassVar[str] = "concat"
     branches: tuple[Layers, ...] = ()
 
-    def _validate(self, given: Iterable[str], rules: Mapping[str, tuple[object, Callable[[object], bool], str]]) -> None:
+    def _validate(self, given: Iterable[str], rules: Mapping[str, Rule]) -> None:
         super()._validate(given, rules)
         if isinstance(self.branches, (list, tuple)):  # each branch a tuple too
             self.__dict__["branches"] = tuple(tuple(branch) for branch in self.branches)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 from archcalc import analyze
 from archcalc.registry import load
 from archcalc.result import DTYPE_BYTES, Result
-from archcalc.spec import Conv2d, MaxPool2d, Model, Node, pair
+from archcalc.spec import N, Conv2d, MaxPool2d, Model, pair
 from archcalc.reports.common import (
     GENERATED, Verdict, does_not_hold, holds, holds_under, leaves, n, quote, rounds_to, row, times, u,
     weight_rows, wrong_by,
@@ -25,7 +25,6 @@ SEED_001 = "001_f14cdb0c65bd8c09.txt"  # PyTorch AlexNet walk-through
 SEED_002 = "002_59212af1ff57b0c2.txt"  # CS231n CNN architectures notes
 SEED_003 = "003_ab5610a0dc9a732c.txt"  # d2l (TensorFlow) AlexNet chapter
 SEED_004 = "004_0d104632fd0e0f58.txt"  # a reading of the AlexNet paper
-N = TypeVar("N", bound=Node)
 ELLIPSIS = " … "  # joins non-adjacent excerpts of one seed in a quote
 
 
