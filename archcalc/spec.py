@@ -29,12 +29,17 @@ SpecPath = Optional[tuple["SpecPath", Union[int, str]]]
 
 
 def spell(spec_path: SpecPath) -> str:
-    """`layers[7].concat[2][1]` from its chain: an int part is an index, a str part is spelled as is."""
-    parts: list[str] = []
+    """`layers[7].concat[2][1]` from its chain."""
+    parts: list[int | str] = []
     while spec_path is not None:
         spec_path, part = spec_path
-        parts.append(f"[{part}]" if isinstance(part, int) else part)
-    return "".join(reversed(parts))
+        parts.append(part)
+    return spell_parts(reversed(parts))
+
+
+def spell_parts(parts: Iterable[int | str]) -> str:
+    """`layers[7].concat[2][1]` from its parts, outermost first: an int is an index, a str is spelled as is."""
+    return "".join(f"[{part}]" if isinstance(part, int) else part for part in parts)
 
 
 def arg(kind: str, default=None, *, required: bool = False):
@@ -45,11 +50,11 @@ def arg(kind: str, default=None, *, required: bool = False):
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and value.__class__ is not bool
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and value.__class__ is not bool
 
 
 def _pair_ok(value, minimum: int) -> bool:
@@ -58,7 +63,8 @@ def _pair_ok(value, minimum: int) -> bool:
     return (
         isinstance(value, (tuple, list))
         and len(value) == 2
-        and all(_is_int(v) and v >= minimum for v in value)
+        and _is_int(value[0]) and _is_int(value[1])
+        and value[0] >= minimum and value[1] >= minimum
     )
 
 
@@ -100,13 +106,14 @@ class Node:
     where: Where | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_spec(cls: type[N], args: Mapping[str, Any], where: Where | None = None) -> N:
+    def from_spec(cls: type[N], args: Mapping[str, Any], where: Where | None = None,
+                  check: Iterable[str] | None = None) -> N:
         """`cls(**args, where=where)`, for a loader that has checked args' keys: known, none missing.
 
         Fills the instance's dict in one go instead of running the frozen dataclass's
         __init__, which sets each field through object.__setattr__ (3x slower on Conv2d;
-        a GoogLeNet builds a few hundred nodes), and checks only the fields given: a
-        default is valid.
+        a GoogLeNet builds a few hundred nodes), and checks only the fields given (a
+        default is valid), or only those in `check` (the others made valid by the loader).
         """
         info = class_info(cls)
         node = object.__new__(cls)
@@ -114,7 +121,7 @@ class Node:
         state.update(info.defaults)
         state.update(args)
         state["where"] = where
-        node._validate(args, info.rules)
+        node._validate(args if check is None else check, info.rules)
         return node
 
     def __post_init__(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import archcalc
 from archcalc.spec import BatchNorm2d, Concat, Conv2d, ReLU, Sequential
 
@@ -101,3 +103,74 @@ def test_shared_layers_still_get_a_row_each_where_they_stand(tmp_path) -> None:
     rows = archcalc.analyze(_write(tmp_path, SHARING)).rows
     assert [r.name for r in rows[:4]] == ["a.conv", "a.relu", "b.conv", "b.relu"]
     assert [r.output_shape[1] for r in rows] == [4, 4, 4, 4, 8, 8, 16, 16, 16, 32, 32, 32]
+
+
+WHOLE = """
+name: net
+input: [3, 8, 8]
+defaults:
+  conv: {out_channels: 4, kernel_size: 3, padding: 1}
+  seq: [relu]
+  branches: [[{conv2d: {out_channels: 2, kernel_size: 1}}], [{conv2d: {out_channels: 3, kernel_size: 1}}]]
+  res: {body: [{conv2d: {out_channels: 5, kernel_size: 1}}], shortcut: [{conv2d: {out_channels: 5, kernel_size: 1}}]}
+  rep: {times: 2, layers: [relu]}
+layers:
+  - {conv2d: $conv, name: a}
+  - {sequential: $seq, name: b}
+  - {concat: $branches, name: c}
+  - {residual: $res, name: d}
+  - {repeat: $rep, name: e}
+"""
+
+
+def test_a_whole_argument_can_come_from_a_parameter(tmp_path) -> None:
+    path = _write(tmp_path, WHOLE)
+    result = archcalc.analyze(path)
+    assert [r.name for r in result.rows] == ["a", "b.0", "c.0", "c.1", "c", "d.body", "d.shortcut", "d", "e.0", "e.1"]
+    assert result.rows[-1].output_shape == (1, 5, 8, 8)
+    narrow = archcalc.analyze(path, params={"conv": {"out_channels": 1, "kernel_size": 1}})
+    assert narrow.rows[0].output_shape == (1, 1, 8, 8) and narrow.rows[0].params == 4
+    with pytest.raises(archcalc.SpecError, match=r"spec.yaml:\d+: layers\[0\] \(conv2d\): arguments must be a mapping, got int 5"):
+        archcalc.load(path, params={"conv": 5})
+
+
+def test_each_build_takes_its_own_parameters(tmp_path) -> None:
+    """A file is compiled once; what its parameters give is worked out in every build."""
+    path = _write(tmp_path, SPLICING)
+    widths = [archcalc.load(path, params={"width": w}).layers[0].layers[0].out_channels for w in (8, 16, 8, 32)]
+    assert widths == [8, 16, 8, 32]
+    for eps in (0.01, 0.02, 0.03):  # lists made afresh from Python, which may reuse the last one's id
+        norm = archcalc.load(path, params={"norm": [{"batchnorm2d": {"eps": eps}}]}).layers[0].layers[1]
+        assert isinstance(norm, BatchNorm2d) and norm.eps == eps
+    assert archcalc.load(path) == archcalc.load(path)
+
+
+def test_layers_that_name_no_parameter_are_made_once_per_file() -> None:
+    first, second = archcalc.load("googlenet-torchvision"), archcalc.load("googlenet-torchvision")
+    assert first == second
+    unit, again = first.layers[0], second.layers[0]
+    assert unit.layers[1] is again.layers[1] and isinstance(unit.layers[1], BatchNorm2d)  # `$norm`'s, as written
+    assert unit.layers[0] is not again.layers[0]  # the conv takes the parameters: made in each build
+
+
+MISTAKE = """
+models:
+  - name: uses
+    input: [3, 8, 8]
+    layers: [{broken: {}, name: x}]
+  - name: fine
+    input: [3, 8, 8]
+    layers: [relu]
+blocks:
+  broken:
+    layers:
+      - {conv2d: {out_channels: 4, kernel_size: 0}}
+"""
+
+
+def test_a_mistake_is_reported_where_a_build_meets_it(tmp_path) -> None:
+    path = _write(tmp_path, MISTAKE)
+    assert archcalc.load(f"{path}:fine").layers[0] == ReLU()  # a block that is never used is never checked
+    for _ in range(2):  # and the same message each time, though the file is compiled once
+        with pytest.raises(archcalc.SpecError, match=r"spec.yaml:12: layers\[0\]\.broken\[0\] \(conv2d\): kernel_size must be"):
+            archcalc.load(f"{path}:uses")
