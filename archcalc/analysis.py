@@ -7,12 +7,12 @@ whatever the batch and input size.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from archcalc.errors import SpecError, shown
-from archcalc.ops import GLOBAL, HANDLERS, Cost, Window, describe
+from archcalc.ops import GLOBAL, HANDLERS, Window, describe
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
-from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential, SpecPath, spell
+from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential, spell_parts
 
 # Rows and states are made with tuple.__new__: a named tuple's own __new__ is Python code, and
 # took an eighth of a GoogLeNet's analysis (py-spy).
@@ -68,22 +68,31 @@ def child_keys(layers: Layers) -> list[str]:
 
 
 class Step(NamedTuple):
-    """A leaf layer on one input shape, worked out once per analysis: all a row needs but the
-    receptive field, which depends on the path taken to the layer."""
+    """A leaf layer on one input shape, worked out once per analysis: all its row needs but the
+    path and the receptive field, which depend on where the layer stands."""
 
     output: tuple[int, ...]
-    window: Window | str | None  # the kernel and stride that widen the receptive field, GLOBAL, or None
+    widen: Window | str | None  # kernel h - 1, w - 1 and stride h, w (how the receptive field grows), GLOBAL, or None
     grid: tuple[int, int] | None  # the H x W the output's features index; None: the input's
     weighted: bool  # a conv or linear layer (counted in depth)
-    op: str
-    description: str
-    input_shape: tuple[int, ...]  # with the batch
-    output_shape: tuple[int, ...]  # with the batch
-    params: int
-    macs: int  # these four for the whole batch
-    fvcore_flops: int
-    torch_flops: int
-    activations: int
+    trained: tuple  # the row's fields from op to activations (Row's order) when its parameters train
+    frozen: tuple  # the same with no trainable parameters
+
+
+def _trailed(err: SpecError, layer: Node, parts: tuple[int | str, ...]) -> SpecError:
+    """`err` on its way out of `layer`, which stands at `parts` of the spec path (innermost first).
+
+    The first layer it leaves (the one that raised it, or the composite whose own check failed)
+    gives its file, line and op. The path is spelled once, by `run`, from the parts collected on
+    the way out: the walk builds no path for the layers that raise nothing.
+    """
+    trail = getattr(err, "trail", None)
+    if trail is None:
+        where = layer.where
+        err = err.located(file=where.file if where else None, line=where.line if where else None, op=layer.OP)
+        trail = err.trail = []  # type: ignore[attr-defined]
+    trail.extend(parts)
+    return err
 
 
 class _Walker:
@@ -94,107 +103,100 @@ class _Walker:
         # repeat copies and shared blocks share layer objects: work out each (layer, input shape)
         # once per analysis, and name each shared layer list once
         self.steps: dict[tuple[int, tuple[int, ...]], Step] = {}
-        self.descriptions: dict[int, str] = {}
+        self.keys: dict[int, list[str]] = {}
         self.repeated = 0  # layers the outermost repeats visit, all told
         self.repeating = False
         self.counts: dict[int, int] = {}
-        self.keys: dict[int, list[str]] = {}
 
-    def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], spec_path: SpecPath,
-                 trainable: bool) -> State:
+    def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], trainable: bool,
+                 outer: tuple[int | str, ...]) -> State:
+        """Layers in order, each at `prefix` + its name; `outer`: where the list stands in the spec."""
         keys = self.keys.get(id(layers))
         if keys is None:
             keys = self.keys[id(layers)] = child_keys(layers)
-        for i, (key, layer) in enumerate(zip(keys, layers)):
-            state = self.layer(layer, state, prefix + (key,), (spec_path, i), trainable)
+        i = 0
+        try:
+            for i, layer in enumerate(layers):
+                state = self.layer(layer, state, prefix + (keys[i],), trainable)
+        except SpecError as err:
+            raise _trailed(err, layers[i], (i, *outer)) from None
         return state
 
-    def branch(self, layers: Layers, state: State, path: tuple[str, ...], spec_path: SpecPath,
-               trainable: bool) -> State:
+    def branch(self, layers: Layers, state: State, path: tuple[str, ...], trainable: bool,
+               outer: tuple[int | str, ...]) -> State:
         """A branch, repeat copy or residual side: a single layer stands at `path` itself."""
         if len(layers) == 1:
-            return self.layer(layers[0], state, path, (spec_path, 0), trainable)
-        return self.sequence(layers, state, path, spec_path, trainable)
+            try:
+                return self.layer(layers[0], state, path, trainable)
+            except SpecError as err:
+                raise _trailed(err, layers[0], (0, *outer)) from None
+        return self.sequence(layers, state, path, trainable, outer)
 
-    def layer(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath, trainable: bool) -> State:
+    def layer(self, layer: Node, state: State, path: tuple[str, ...], trainable: bool) -> State:
         shape, rf, jump, grid, depth = state
         key = (id(layer), shape)
         step = self.steps.get(key)
         if step is None:
-            handler = HANDLERS.get(type(layer))
-            if handler is None:
-                return self.group(layer, state, path, spec_path, trainable and layer.trainable)
-            try:
-                step = self.steps[key] = self.step(layer, handler(layer, shape), shape)
-            except SpecError as err:
-                raise self._locate(err, layer, spec_path) from None
-        (output, window, new_grid, weighted, op, description, input_shape, output_shape, params, macs, fvcore_flops,
-         torch_flops, activations) = step
-        if window is not None:
-            kh, kw, sh, sw = (*grid, 1, 1) if isinstance(window, str) else window  # GLOBAL: the whole grid
-            rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
+            visit = _COMPOSITES.get(layer.__class__)
+            if visit is not None:
+                return self.group(visit, layer, state, path, trainable and layer.trainable)
+            step = self.steps[key] = self.step(layer, shape)
+        output, widen, new_grid, weighted, trained, frozen = step
+        if widen is not None:
+            kh, kw, sh, sw = (grid[0] - 1, grid[1] - 1, 1, 1) if isinstance(widen, str) else widen  # GLOBAL: the whole grid
+            rf = (rf[0] + kh * jump[0], rf[1] + kw * jump[1])
             jump = (jump[0] * sh, jump[1] * sw)
-        trainable_params = params if trainable and layer.trainable else 0
-        self.rows.append(_new(Row, (path, op, description, input_shape, output_shape, params, trainable_params,
-                                    macs, fvcore_flops, torch_flops, activations, rf, jump)))
+        self.rows.append(_new(Row, (path,) + (trained if trainable and layer.trainable else frozen) + (rf, jump)))
         return _new(State, (output, rf, jump, grid if new_grid is None else new_grid, depth + weighted))
 
-    def step(self, layer: Node, cost: Cost, shape: tuple[int, ...]) -> Step:
-        description = self.descriptions.get(id(layer))
-        if description is None:
-            description = self.descriptions[id(layer)] = describe(layer)
-        n, output = self.batch, cost.output
-        grid = output[1:] if len(output) == 3 else (1, 1) if cost.window == GLOBAL else None
-        return _new(Step, (
-            output, cost.window, grid, isinstance(layer, WEIGHT_LAYERS), layer.OP, description,
-            (n, *shape), (n, *output), cost.params, n * cost.macs, n * cost.fvcore, 2 * n * cost.macs,
-            n * math.prod(output),
-        ))
+    def step(self, layer: Node, shape: tuple[int, ...]) -> Step:
+        handler = HANDLERS.get(layer.__class__)
+        if handler is None:
+            raise SpecError(f"{type(layer).__name__} is not a layer archcalc knows")
+        output, params, macs, fvcore, window = handler(layer, shape)
+        n = self.batch
+        grid = output[1:] if len(output) == 3 else (1, 1) if window == GLOBAL else None
+        if window is not None and not isinstance(window, str):  # kept as the receptive field's growth
+            window = (window[0] - 1, window[1] - 1, window[2], window[3])
+        head = (layer.OP, describe(layer), (n, *shape), (n, *output), params)
+        tail = (n * macs, n * fvcore, 2 * n * macs, n * math.prod(output))
+        return _new(Step, (output, window, grid, isinstance(layer, WEIGHT_LAYERS), head + (params,) + tail,
+                           head + (0,) + tail))
 
-    def group(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath, trainable: bool) -> State:
+    def group(self, visit: Callable[..., State], layer: Node, state: State, path: tuple[str, ...],
+              trainable: bool) -> State:
         """A composite: its rows, and a Group spanning them, which goes before its children's groups."""
         start, index = len(self.rows), len(self.groups)
         self.groups.append(None)  # its place, filled once its rows are known
-        try:
-            new = self.composite(layer, state, path, spec_path, trainable)
-        except SpecError as err:
-            raise self._locate(err, layer, spec_path) from None
-        kind = layer.block if isinstance(layer, Sequential) and layer.block else layer.OP
+        new = visit(self, layer, state, path, trainable)
+        kind = layer.block or layer.OP if isinstance(layer, Sequential) else layer.OP
         self.groups[index] = _new(Group, (path, kind, start, len(self.rows)))
         return new
 
-    def composite(self, layer: Node, state: State, path: tuple[str, ...], spec_path: SpecPath,
-                  trainable: bool) -> State:
-        if isinstance(layer, Sequential):
-            label = layer.block or "sequential"
-            return self.sequence(layer.layers, state, path, (spec_path, "." + label), trainable)
-        if isinstance(layer, Repeat):
-            if not layer.layers:
-                raise SpecError("repeat has no layers")
-            outermost = not self.repeating
-            if outermost:  # only a repeat multiplies the layers written: bound what it will visit first
-                self.repeated += layer.times * count_layers(layer.layers, self.counts)
-                if self.repeated > MAX_LAYERS:
-                    raise SpecError(f"{layer.times:,} copies expand to more than {MAX_LAYERS:,} layers")
-            self.repeating = True
-            try:
-                for copy in range(layer.times):
-                    state = self.branch(layer.layers, state, path + (str(copy),), (spec_path, ".repeat.layers"),
-                                        trainable)
-            finally:
-                self.repeating = not outermost
-            return state
-        if isinstance(layer, Concat):
-            return self.concat(layer, state, path, spec_path, trainable)
-        if isinstance(layer, Residual):
-            return self.residual(layer, state, path, spec_path, trainable)
-        raise SpecError(f"{type(layer).__name__} is not a layer archcalc knows")
+    def sequential(self, layer: Sequential, state: State, path: tuple[str, ...], trainable: bool) -> State:
+        return self.sequence(layer.layers, state, path, trainable, ("." + (layer.block or "sequential"),))
 
-    def concat(self, layer: Concat, state: State, path, spec_path, trainable) -> State:
+    def repeat(self, layer: Repeat, state: State, path: tuple[str, ...], trainable: bool) -> State:
+        if not layer.layers:
+            raise SpecError("repeat has no layers")
+        outermost = not self.repeating
+        if outermost:  # only a repeat multiplies the layers written: bound what it will visit first
+            self.repeated += layer.times * count_layers(layer.layers, self.counts)
+            if self.repeated > MAX_LAYERS:
+                raise SpecError(f"{layer.times:,} copies expand to more than {MAX_LAYERS:,} layers")
+        self.repeating = True
+        try:
+            for copy in range(layer.times):
+                state = self.branch(layer.layers, state, path + (str(copy),), trainable, (".repeat.layers",))
+        finally:
+            self.repeating = not outermost
+        return state
+
+    def concat(self, layer: Concat, state: State, path: tuple[str, ...], trainable: bool) -> State:
         if not layer.branches:
             raise SpecError("concat has no branches")
         outs = [
-            self.branch(b, state, path + (str(i),), ((spec_path, ".concat"), i), trainable)
+            self.branch(b, state, path + (str(i),), trainable, (i, ".concat"))
             for i, b in enumerate(layer.branches)
         ]
         shapes = [o.shape for o in outs]
@@ -206,14 +208,13 @@ class _Walker:
         self._join(path, "concat", f"concat {len(outs)} branches", state, new)
         return new
 
-    def residual(self, layer: Residual, state: State, path, spec_path, trainable) -> State:
+    def residual(self, layer: Residual, state: State, path: tuple[str, ...], trainable: bool) -> State:
         if not layer.body:
             raise SpecError("residual has an empty body")
-        body = self.branch(layer.body, state, path + ("body",), (spec_path, ".residual.body"), trainable)
+        body = self.branch(layer.body, state, path + ("body",), trainable, (".residual.body",))
         short = state
         if layer.shortcut:
-            short = self.branch(layer.shortcut, state, path + ("shortcut",), (spec_path, ".residual.shortcut"),
-                                trainable)
+            short = self.branch(layer.shortcut, state, path + ("shortcut",), trainable, (".residual.shortcut",))
         if body.shape != short.shape:
             fmt = lambda s: "x".join(map(str, s))  # noqa: E731
             raise SpecError(f"residual body gives {fmt(body.shape)} but the shortcut gives {fmt(short.shape)}")
@@ -225,22 +226,20 @@ class _Walker:
     def _join(self, path, op: str, description: str, before: State, after: State) -> None:
         """The row of a concat or residual add: no parameters, no multiply-adds."""
         n = self.batch
-        self.rows.append(Row(path, op, description, (n, *before.shape), (n, *after.shape), 0, 0, 0, 0, 0,
-                             n * math.prod(after.shape), after.rf, after.jump))
+        self.rows.append(_new(Row, (path, op, description, (n, *before.shape), (n, *after.shape), 0, 0, 0, 0, 0,
+                                    n * math.prod(after.shape), after.rf, after.jump)))
 
-    @staticmethod
-    def _locate(err: SpecError, layer: Node, spec_path: SpecPath) -> SpecError:
-        where = layer.where
-        return err.located(
-            file=where.file if where else None, line=where.line if where else None, path=spell(spec_path), op=layer.OP
-        )
+
+_COMPOSITES: dict[type[Node], Callable[..., State]] = {  # how the walk visits each composite
+    Sequential: _Walker.sequential, Repeat: _Walker.repeat, Concat: _Walker.concat, Residual: _Walker.residual,
+}
 
 
 def _merge(states: list[State], shape: tuple[int, ...]) -> State:
     """Join of parallel paths: the widest receptive field and the deepest path win."""
     widest = max(states, key=lambda s: s.rf[0] * s.rf[1])
     grid = shape[1:] if len(shape) == 3 else widest.grid
-    return State(shape, widest.rf, widest.jump, grid, max(s.depth for s in states))
+    return _new(State, (shape, widest.rf, widest.jump, grid, max(s.depth for s in states)))
 
 
 def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32") -> Result:
@@ -256,9 +255,10 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     walker = _Walker(batch)
     try:
         start = State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1))
-        final = walker.sequence(model.layers, start, (), (None, "layers"), True)
+        final = walker.sequence(model.layers, start, (), True, ("layers",))
     except SpecError as err:
-        raise err.located(file=file) from None
+        trail: list[int | str] | None = getattr(err, "trail", None)
+        raise err.located(file=file, path=spell_parts(reversed(trail)) if trail else None) from None
     except RecursionError:
         raise SpecError(f"{model.name} nests composites too deeply", file=file) from None
     rows = tuple(walker.rows)

@@ -27,6 +27,9 @@ from archcalc.spec import (
 Shape = tuple[int, ...]
 Window = tuple[int, int, int, int]  # effective kernel h, w and stride h, w
 GLOBAL = "global"  # every output element sees every input position
+# Costs are made with tuple.__new__, every field given: a named tuple's own __new__ is Python code,
+# and with keywords took a third of a batch norm's handler.
+_new = tuple.__new__
 
 
 class Cost(NamedTuple):
@@ -89,7 +92,7 @@ def conv2d(layer: Conv2d, shape: Shape) -> Cost:
     weights = out_channels * (c // g) * kh * kw
     macs = weights * oh * ow
     window = (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
-    return Cost((out_channels, oh, ow), weights + (out_channels if layer.bias else 0), macs, macs, window)
+    return _new(Cost, ((out_channels, oh, ow), weights + (out_channels if layer.bias else 0), macs, macs, window))
 
 
 def _pool(layer: MaxPool2d | AvgPool2d, shape: Shape, dilation: IntPair) -> Cost:
@@ -102,7 +105,7 @@ def _pool(layer: MaxPool2d | AvgPool2d, shape: Shape, dilation: IntPair) -> Cost
     sh, sw = pair(layer.kernel_size if layer.stride is None else layer.stride)
     ceil = layer.ceil_mode
     out = (c, output_size(h, kh, sh, ph, dh, ceil), output_size(w, kw, sw, pw, dw, ceil))
-    return Cost(out, window=(dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw))
+    return _new(Cost, (out, 0, 0, 0, (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)))
 
 
 def maxpool2d(layer: MaxPool2d, shape: Shape) -> Cost:
@@ -124,7 +127,7 @@ def adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape: Shape) -> Cost:
     c, h, w = _spatial(shape, "adaptiveavgpool2d")
     oh, ow = pair(layer.output_size)
     (kh, sh), (kw, sw) = _adaptive_window(h, oh), _adaptive_window(w, ow)
-    return Cost((c, oh, ow), fvcore=c * h * w, window=(kh, kw, sh, sw))
+    return _new(Cost, ((c, oh, ow), 0, 0, c * h * w, (kh, kw, sh, sw)))
 
 
 def linear(layer: Linear, shape: Shape) -> Cost:
@@ -132,7 +135,7 @@ def linear(layer: Linear, shape: Shape) -> Cost:
         raise SpecError(f"linear needs a flat input, got {'x'.join(map(str, shape))}: add a flatten before it")
     _check_in(layer.in_features, shape[0], "in_features")
     macs = shape[0] * layer.out_features
-    return Cost((layer.out_features,), macs + (layer.out_features if layer.bias else 0), macs, macs, GLOBAL)
+    return _new(Cost, ((layer.out_features,), macs + (layer.out_features if layer.bias else 0), macs, macs, GLOBAL))
 
 
 def batchnorm2d(layer: BatchNorm2d, shape: Shape) -> Cost:
@@ -141,34 +144,34 @@ def batchnorm2d(layer: BatchNorm2d, shape: Shape) -> Cost:
     # fvcore's batchnorm handle: eval with running stats 2 (affine) / 1 per element; batch
     # statistics (track_running_stats false, even in eval) its norm estimate, 5 / 4
     per_element = (2 if layer.affine else 1) if layer.track_running_stats else (5 if layer.affine else 4)
-    return Cost(shape, 2 * c if layer.affine else 0, fvcore=c * h * w * per_element)
+    return _new(Cost, (shape, 2 * c if layer.affine else 0, 0, c * h * w * per_element, None))
 
 
 def localresponsenorm(layer: LocalResponseNorm, shape: Shape) -> Cost:
     _spatial(shape, "localresponsenorm")
-    return Cost(shape)
+    return _new(Cost, (shape, 0, 0, 0, None))
 
 
 def softmax(layer: Softmax, shape: Shape) -> Cost:
     ndim = len(shape) + 1  # with the batch
     if not -ndim <= layer.dim < ndim or layer.dim % ndim != 1:
         raise SpecError(f"softmax over dim {layer.dim} is not supported: archcalc models dim=1 (channels or features)")
-    return Cost(shape, window=GLOBAL if len(shape) == 1 else None)
+    return _new(Cost, (shape, 0, 0, 0, GLOBAL if len(shape) == 1 else None))
 
 
 def flatten(layer: Flatten, shape: Shape) -> Cost:
-    return Cost((math.prod(shape),))
+    return _new(Cost, ((math.prod(shape),), 0, 0, 0, None))
 
 
 def channelpad(layer: ChannelPad, shape: Shape) -> Cost:
     c = _spatial(shape, "channelpad")[0]
     if layer.out_channels < c:
         raise SpecError(f"out_channels {layer.out_channels} is fewer than the {c} incoming channels")
-    return Cost((layer.out_channels, *shape[1:]))
+    return _new(Cost, ((layer.out_channels, *shape[1:]), 0, 0, 0, None))
 
 
 def elementwise(layer: Node, shape: Shape) -> Cost:
-    return Cost(shape)
+    return _new(Cost, (shape, 0, 0, 0, None))
 
 
 Handler = Callable[[Any, Shape], Cost]  # each takes its own Node subclass
@@ -192,46 +195,45 @@ HANDLERS: dict[type[Node], Handler] = {
 
 
 def _hw(value) -> str:
-    h, w = pair(value)
-    return f"{h}" if h == w else f"{h}x{w}"
+    """`3` for 3 or (3, 3), `3x5` for (3, 5)."""
+    if value.__class__ is int:
+        return str(value)
+    return str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
 
 
 def _kxk(value) -> str:
-    h, w = pair(value)
-    return f"{h}x{w}"
+    return f"{value}x{value}" if value.__class__ is int else f"{value[0]}x{value[1]}"
 
 
-def _window_details(layer: Conv2d | MaxPool2d | AvgPool2d) -> list[str]:
-    parts = [_kxk(layer.kernel_size)]
-    stride = layer.stride if layer.stride is not None else layer.kernel_size
-    if pair(stride) != (1, 1):
-        parts.append(f"/{_hw(stride)}")
-    if layer.padding not in (0, (0, 0)):
-        parts.append(layer.padding if isinstance(layer.padding, str) else f"p{_hw(layer.padding)}")
-    dilation, groups = getattr(layer, "dilation", 1), getattr(layer, "groups", 1)
-    if dilation not in (1, (1, 1)):
-        parts.append(f"d{_hw(dilation)}")
+def _window(layer: Conv2d | MaxPool2d | AvgPool2d, stride, dilation, groups: int, ceil_mode: bool) -> str:
+    """`conv2d 11x11 /4 p2`: kernel, then whatever is not the default (stride 1, no padding, ...)."""
+    text = f"{layer.OP} {_kxk(layer.kernel_size)}"
+    if stride != 1 and stride != (1, 1):
+        text += f" /{_hw(stride)}"
+    padding = layer.padding
+    if padding != 0 and padding != (0, 0):
+        text += f" {padding}" if padding.__class__ is str else f" p{_hw(padding)}"
+    if dilation != 1 and dilation != (1, 1):
+        text += f" d{_hw(dilation)}"
     if groups != 1:
-        parts.append(f"g{groups}")
-    if getattr(layer, "ceil_mode", False):
-        parts.append("ceil")
-    return parts
+        text += f" g{groups}"
+    return text + " ceil" if ceil_mode else text
 
 
-# What a description shows after the op's name, per op (none for the rest)
-DETAILS: dict[type[Node], Callable[[Any], list[str]]] = {
-    Conv2d: _window_details,
-    MaxPool2d: _window_details,
-    AvgPool2d: _window_details,
-    AdaptiveAvgPool2d: lambda layer: [_kxk(layer.output_size)],
-    Linear: lambda layer: [str(layer.out_features)],
-    LocalResponseNorm: lambda layer: [f"size {layer.size}"],
-    Dropout: lambda layer: [f"p={layer.p}"],
-    ChannelPad: lambda layer: [f"to {layer.out_channels}"],
+# The op with its key arguments, per op (the bare op name for the rest)
+DESCRIPTIONS: dict[type[Node], Callable[[Any], str]] = {
+    Conv2d: lambda layer: _window(layer, layer.stride, layer.dilation, layer.groups, False),
+    MaxPool2d: lambda layer: _window(layer, layer.stride or layer.kernel_size, layer.dilation, 1, layer.ceil_mode),
+    AvgPool2d: lambda layer: _window(layer, layer.stride or layer.kernel_size, 1, 1, layer.ceil_mode),
+    AdaptiveAvgPool2d: lambda layer: f"adaptiveavgpool2d {_kxk(layer.output_size)}",
+    Linear: lambda layer: f"linear {layer.out_features}",
+    LocalResponseNorm: lambda layer: f"localresponsenorm size {layer.size}",
+    Dropout: lambda layer: f"dropout p={layer.p}",
+    ChannelPad: lambda layer: f"channelpad to {layer.out_channels}",
 }
 
 
 def describe(layer: Node) -> str:
     """The op with its key arguments, e.g. `conv2d 11x11 /4 p1`."""
-    details = DETAILS.get(type(layer))
-    return " ".join([layer.OP, *details(layer)]) if details else layer.OP
+    details = DESCRIPTIONS.get(layer.__class__)
+    return details(layer) if details else layer.OP
