@@ -7,7 +7,7 @@ whatever the batch and input size.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import Callable, Optional, Union
 
 from archcalc.errors import SpecError, shown
 from archcalc.ops import GLOBAL, HANDLERS, Window, describe
@@ -21,14 +21,10 @@ WEIGHT_LAYERS = (Conv2d, Linear)  # what "depth" counts, as in "VGG-16" and "Res
 MAX_LAYERS = 100_000  # layers repeats may visit; a spec beyond this is a mistake, and would take long to print
 
 
-class State(NamedTuple):
-    """The tensor flowing between layers (one sample), and its receptive field."""
-
-    shape: tuple[int, ...]
-    rf: tuple[int, int] = (1, 1)
-    jump: tuple[int, int] = (1, 1)  # cumulative stride, in input pixels
-    grid: tuple[int, int] = (1, 1)  # the H x W that the features index (kept through flatten)
-    depth: int = 0  # conv/linear layers on the longest path so far
+# The tensor flowing between layers (one sample), and its receptive field, as a plain tuple (one is
+# made per layer): shape, receptive field (h, w), cumulative stride in input pixels (h, w), the H x W
+# that the features index (kept through flatten), conv/linear layers on the longest path so far.
+State = tuple[tuple[int, ...], tuple[int, int], tuple[int, int], tuple[int, int], int]
 
 
 def count_layers(layers: Layers, memo: dict[int, int] | None = None) -> int:
@@ -67,16 +63,12 @@ def child_keys(layers: Layers) -> list[str]:
     return keys
 
 
-class Step(NamedTuple):
-    """A leaf layer on one input shape, worked out once per analysis: all its row needs but the
-    path and the receptive field, which depend on where the layer stands."""
-
-    output: tuple[int, ...]
-    widen: Window | str | None  # kernel h - 1, w - 1 and stride h, w (how the receptive field grows), GLOBAL, or None
-    grid: tuple[int, int] | None  # the H x W the output's features index; None: the input's
-    weighted: bool  # a conv or linear layer (counted in depth)
-    trained: tuple  # the row's fields from op to activations (Row's order) when its parameters train
-    frozen: tuple  # the same with no trainable parameters
+# A leaf layer on one input shape, worked out once per analysis: all its row needs but the path
+# and the receptive field, which depend on where the layer stands. A plain tuple: its output shape;
+# how it widens the receptive field (kernel h - 1, w - 1, stride h, w), GLOBAL or None; the H x W its
+# output's features index (None: its input's); whether depth counts it (conv, linear); the row's
+# fields from op to activations when its parameters train, and the same when they do not.
+Step = tuple[tuple[int, ...], Union[Window, str, None], Optional[tuple[int, int]], bool, tuple, tuple]
 
 
 def _trailed(err: SpecError, layer: Node, parts: tuple[int | str, ...]) -> SpecError:
@@ -147,7 +139,7 @@ class _Walker:
             rf = (rf[0] + kh * jump[0], rf[1] + kw * jump[1])
             jump = (jump[0] * sh, jump[1] * sw)
         self.rows.append(_new(Row, (path,) + (trained if trainable and layer.trainable else frozen) + (rf, jump)))
-        return _new(State, (output, rf, jump, grid if new_grid is None else new_grid, depth + weighted))
+        return (output, rf, jump, grid if new_grid is None else new_grid, depth + weighted)
 
     def step(self, layer: Node, shape: tuple[int, ...]) -> Step:
         handler = HANDLERS.get(layer.__class__)
@@ -160,8 +152,7 @@ class _Walker:
             window = (window[0] - 1, window[1] - 1, window[2], window[3])
         head = (layer.OP, describe(layer), (n, *shape), (n, *output), params)
         tail = (n * macs, n * fvcore, 2 * n * macs, n * math.prod(output))
-        return _new(Step, (output, window, grid, isinstance(layer, WEIGHT_LAYERS), head + (params,) + tail,
-                           head + (0,) + tail))
+        return (output, window, grid, isinstance(layer, WEIGHT_LAYERS), head + (params,) + tail, head + (0,) + tail)
 
     def group(self, visit: Callable[..., State], layer: Node, state: State, path: tuple[str, ...],
               trainable: bool) -> State:
@@ -199,7 +190,7 @@ class _Walker:
             self.branch(b, state, path + (str(i),), trainable, (i, ".concat"))
             for i, b in enumerate(layer.branches)
         ]
-        shapes = [o.shape for o in outs]
+        shapes = [o[0] for o in outs]
         if any(len(s) != len(shapes[0]) or s[1:] != shapes[0][1:] for s in shapes):
             sizes = ", ".join("x".join(map(str, s[1:])) or "flat" for s in shapes)
             raise SpecError(f"concat branches must agree in H x W (and rank), got {sizes}")
@@ -215,10 +206,10 @@ class _Walker:
         short = state
         if layer.shortcut:
             short = self.branch(layer.shortcut, state, path + ("shortcut",), trainable, (".residual.shortcut",))
-        if body.shape != short.shape:
+        if body[0] != short[0]:
             fmt = lambda s: "x".join(map(str, s))  # noqa: E731
-            raise SpecError(f"residual body gives {fmt(body.shape)} but the shortcut gives {fmt(short.shape)}")
-        new = _merge([body, short], body.shape)
+            raise SpecError(f"residual body gives {fmt(body[0])} but the shortcut gives {fmt(short[0])}")
+        new = _merge([body, short], body[0])
         kind = "projection" if layer.shortcut else "identity"
         self._join(path, "add", f"add ({kind} shortcut)", state, new)
         return new
@@ -226,8 +217,9 @@ class _Walker:
     def _join(self, path, op: str, description: str, before: State, after: State) -> None:
         """The row of a concat or residual add: no parameters, no multiply-adds."""
         n = self.batch
-        self.rows.append(_new(Row, (path, op, description, (n, *before.shape), (n, *after.shape), 0, 0, 0, 0, 0,
-                                    n * math.prod(after.shape), after.rf, after.jump)))
+        shape, rf, jump = after[:3]
+        self.rows.append(_new(Row, (path, op, description, (n, *before[0]), (n, *shape), 0, 0, 0, 0, 0,
+                                    n * math.prod(shape), rf, jump)))
 
 
 _COMPOSITES: dict[type[Node], Callable[..., State]] = {  # how the walk visits each composite
@@ -237,9 +229,9 @@ _COMPOSITES: dict[type[Node], Callable[..., State]] = {  # how the walk visits e
 
 def _merge(states: list[State], shape: tuple[int, ...]) -> State:
     """Join of parallel paths: the widest receptive field and the deepest path win."""
-    widest = max(states, key=lambda s: s.rf[0] * s.rf[1])
-    grid = shape[1:] if len(shape) == 3 else widest.grid
-    return _new(State, (shape, widest.rf, widest.jump, grid, max(s.depth for s in states)))
+    widest = max(states, key=lambda s: s[1][0] * s[1][1])
+    grid = shape[1:] if len(shape) == 3 else widest[3]
+    return (shape, widest[1], widest[2], grid, max(s[4] for s in states))
 
 
 def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32") -> Result:
@@ -254,7 +246,7 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     file = model.where.file if model.where else None
     walker = _Walker(batch)
     try:
-        start = State(shape, grid=shape[1:] if len(shape) == 3 else (1, 1))
+        start: State = (shape, (1, 1), (1, 1), shape[1:] if len(shape) == 3 else (1, 1), 0)
         final = walker.sequence(model.layers, start, (), True, ("layers",))
     except SpecError as err:
         trail: list[int | str] | None = getattr(err, "trail", None)
@@ -272,7 +264,7 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         flops=2 * summed["macs"],
         params_bytes=summed["params"] * size,
         activation_bytes=summed["activations"] * size,
-        depth=final.depth,
+        depth=final[4],
         receptive_field=rows[-1].receptive_field if rows else (1, 1),
     )
     groups = tuple(g for g in walker.groups if g is not None)  # all are filled once the walk ends

@@ -16,6 +16,7 @@ Counting conventions, stated once:
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Callable, NamedTuple
 
 from archcalc.errors import SpecError
@@ -205,12 +206,12 @@ def _kxk(value) -> str:
     return f"{value}x{value}" if value.__class__ is int else f"{value[0]}x{value[1]}"
 
 
-def _window(layer: Conv2d | MaxPool2d | AvgPool2d, stride, dilation, groups: int, ceil_mode: bool) -> str:
+@lru_cache(maxsize=1024)  # a network repeats a few kernel shapes: conv2d 3x3 p1, 1x1, maxpool2d 3x3 /2 ...
+def _window(op: str, kernel, stride, padding, dilation, groups: int, ceil_mode: bool) -> str:
     """`conv2d 11x11 /4 p2`: kernel, then whatever is not the default (stride 1, no padding, ...)."""
-    text = f"{layer.OP} {_kxk(layer.kernel_size)}"
+    text = f"{op} {_kxk(kernel)}"
     if stride != 1 and stride != (1, 1):
         text += f" /{_hw(stride)}"
-    padding = layer.padding
     if padding != 0 and padding != (0, 0):
         text += f" {padding}" if padding.__class__ is str else f" p{_hw(padding)}"
     if dilation != 1 and dilation != (1, 1):
@@ -222,9 +223,12 @@ def _window(layer: Conv2d | MaxPool2d | AvgPool2d, stride, dilation, groups: int
 
 # The op with its key arguments, per op (the bare op name for the rest)
 DESCRIPTIONS: dict[type[Node], Callable[[Any], str]] = {
-    Conv2d: lambda layer: _window(layer, layer.stride, layer.dilation, layer.groups, False),
-    MaxPool2d: lambda layer: _window(layer, layer.stride or layer.kernel_size, layer.dilation, 1, layer.ceil_mode),
-    AvgPool2d: lambda layer: _window(layer, layer.stride or layer.kernel_size, 1, 1, layer.ceil_mode),
+    Conv2d: lambda layer: _window(
+        "conv2d", layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.groups, False),
+    MaxPool2d: lambda layer: _window("maxpool2d", layer.kernel_size, layer.stride or layer.kernel_size, layer.padding,
+                                     layer.dilation, 1, layer.ceil_mode),
+    AvgPool2d: lambda layer: _window("avgpool2d", layer.kernel_size, layer.stride or layer.kernel_size, layer.padding,
+                                     1, 1, layer.ceil_mode),
     AdaptiveAvgPool2d: lambda layer: f"adaptiveavgpool2d {_kxk(layer.output_size)}",
     Linear: lambda layer: f"linear {layer.out_features}",
     LocalResponseNorm: lambda layer: f"localresponsenorm size {layer.size}",

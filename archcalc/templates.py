@@ -14,7 +14,7 @@ compiled when it is used.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from archcalc.errors import SpecError, shown
 from archcalc.spec import (
@@ -231,21 +231,22 @@ class _List:
         self.items, self.line = tuple(items), line  # templates, and (param, line) for `- $param`
         fixed = all(isinstance(t, _Fixed) for t in items)
         self.nodes = tuple(t.node for t in items) if fixed else None  # every build's, if all are fixed
-        self.size = sum(1 + t.inner for t in items) if fixed else 0
+        # the layers written here, counted once per build (with those under them, if all are fixed)
+        self.size = sum(1 + t.inner for t in items) if fixed else sum(not isinstance(t, tuple) for t in items)
 
     def build(self, b: Builder, scope: Scope, path: SpecPath) -> tuple[Node, ...]:
+        b.grow(self.size, self.line, path)
         if self.nodes is not None:
-            b.grow(self.size, self.line, path)
             return self.nodes
         nodes: list[Node] = []
         for t in self.items:
-            if isinstance(t, tuple):  # `- $param`: a list is spliced in, as it is
+            if t.__class__ is tuple:  # `- $param`: a list is spliced in, as it is
                 param, line = t
-                for template in b.compiler.spliced(b.value("$" + param, scope, line), line):
-                    b.grow(1, template.line, (path, len(nodes)))
+                spliced = b.compiler.spliced(b.value("$" + param, scope, line), line)
+                b.grow(len(spliced), line, (path, len(nodes)))
+                for template in spliced:
                     nodes.append(template.build(b, None, (path, len(nodes))))
             else:
-                b.grow(1, t.line, (path, len(nodes)))
                 nodes.append(t.build(b, scope, (path, len(nodes))))
         return tuple(nodes)
 
@@ -308,20 +309,17 @@ class Compiler:
         self.blocks = blocks
         self.owned = owned  # ids of the containers the file holds: their templates are kept
         self.plain = plain  # ... and of those that mention no parameter
-        # (layer or layers, id of the data or the string itself, line, whether `$params` are looked up) -> template
-        self.kept: dict[tuple[Any, int | None, bool], Any] = {}
+        # (layer, layers or spliced, id of the data or the string itself, line, whether `$params` are
+        # looked up) -> template; ("block", name) -> _Block
+        self.kept: dict[tuple | None, Any] = {}
 
-    def _kept(self, what: str, data, scoped: bool, line: int | None, make):
+    def _key(self, what: str, data, scoped: bool, line: int | None) -> tuple | None:
+        """The key a template is kept under, or None for data the file does not hold (compiled per use)."""
         if isinstance(data, str):
-            key: tuple = (what, data, line, scoped)
-        elif id(data) in self.owned:
-            key = (what, id(data), line, scoped)
-        else:
-            return make()
-        template = self.kept.get(key)
-        if template is None:
-            template = self.kept[key] = make()
-        return template
+            return (what, data, line, scoped)
+        if id(data) in self.owned:
+            return (what, id(data), line, scoped)
+        return None
 
     def how(self, value, scoped: bool) -> int:
         """How a field written as `value` gets its value in a build."""
@@ -340,9 +338,18 @@ class Compiler:
             for how in (self.how(data[key], scoped),)
         )
 
+    def _compiled(self, what: str, data, scoped: bool, line: int | None, compile: Callable):
+        key = self._key(what, data, scoped, line)
+        template = self.kept.get(key)
+        if template is None:
+            template = compile(data, scoped, line)
+            if key is not None:
+                self.kept[key] = template
+        return template
+
     def layers(self, data, scoped: bool, line: int | None):
         """A list of layers (a `$param` standing for one, when scoped)."""
-        return self._kept("layers", data, scoped, line, lambda: self._layers(data, scoped, line))
+        return self._compiled("layers", data, scoped, line, self._layers)
 
     def _layers(self, data, scoped: bool, line: int | None):
         if scoped and isinstance(data, str) and data.startswith("$"):
@@ -360,17 +367,22 @@ class Compiler:
         return _List(items, line)
 
     def layer(self, item, scoped: bool, line: int | None):
-        return self._kept("layer", item, scoped, line, lambda: self._layer(item, scoped, line))
+        return self._compiled("layer", item, scoped, line, self._layer)
 
     def spliced(self, value, line: int | None) -> tuple:
         """The layers a `- $param` item stands for: each of a list's items, or the value as one layer."""
         if not isinstance(value, list):
             return (self.layer(value, False, line),)
-        return self._kept("spliced", value, False, line, lambda: tuple(
-            self.layer(item, False, line_of(value, j, line)) for j, item in enumerate(value)))
+        return self._compiled("spliced", value, False, line, self._spliced)
+
+    def _spliced(self, value: list, scoped: bool, line: int | None) -> tuple:
+        return tuple(self.layer(item, scoped, line_of(value, j, line)) for j, item in enumerate(value))
 
     def block(self, name: str) -> _Block:
-        return self._kept("block", name, True, None, lambda: _Block(self.blocks[name], self))
+        block = self.kept.get(("block", name))
+        if block is None:
+            block = self.kept["block", name] = _Block(self.blocks[name], self)
+        return block
 
     def _layer(self, item, scoped: bool, line: int | None):
         if isinstance(item, str):
