@@ -6,7 +6,7 @@ time them, so `archcalc bench --no-oracles` and `import archcalc.bench` need nei
 
 What is timed, per case (model, input size, batch):
 - analysis: `archcalc.analyze(name, input=, batch=)` with the built-in YAML files already
-  parsed (warm): building the Model from the parsed file, then the walk. `run_only` is the
+  parsed and compiled (warm): building the Model from the compiled file, then the walk. `run_only` is the
   walk alone on a loaded Model. The cold figure (parsing every built-in file first) is
   measured per model, apart.
 - fvcore: `FlopCountAnalysis(net, x).total()` (it traces the network with torch.jit).
@@ -373,7 +373,7 @@ def profile_analysis(model: str = "resnet152", calls: int = 20, top: int = 15) -
 
 
 def split_load_and_walk(model: str = "resnet152", repeat: int = 30) -> tuple[float, float]:
-    """Median seconds of building the Model from the parsed YAML, and of the walk alone (GC off)."""
+    """Median seconds of building the Model from the compiled YAML, and of the walk alone (GC off)."""
     archcalc.analyze(model)
     loads, walks = [], []
     gc.collect()

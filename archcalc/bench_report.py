@@ -84,7 +84,7 @@ def render_markdown(bench: BenchResult, command: str, plots: dict[str, str]) -> 
         f"Median wall-clock time per call. archcalc: {s.analysis_repeat} timed calls per case after a "
         "warm-up, a model's cases timed round-robin, the garbage collector off while timing (as in "
         "`timeit`); *archcalc* is `archcalc.analyze(name, input=, batch=)` "
-        "with the YAML files already parsed (building the Model from them, then the walk), *walk only* "
+        "with the YAML files already parsed and compiled (building the Model from them, then the walk), *walk only* "
         "is `analysis.run` on a loaded Model, *peak mem* is tracemalloc's peak for one archcalc call. "
         f"torch tools: up to {s.tool_repeat} timed runs per case (fewer once they took "
         f"{s.tool_seconds:g} s; runs per case here: {_runs(bench.cases)}), the three tools round-robin, "
@@ -146,7 +146,7 @@ def profile_section(bench: BenchResult) -> list[str]:
     lines = ["## Where the analysis time goes", ""]
     if bench.split:
         load, walk = bench.split
-        lines += [f"{bench.profiled}, warm: building the Model from the parsed YAML {seconds(load)}, the walk "
+        lines += [f"{bench.profiled}, warm: building the Model from the compiled YAML {seconds(load)}, the walk "
                   f"{seconds(walk)} (medians). cProfile of 20 warm `archcalc.analyze(\"{bench.profiled}\")` calls, "
                   "by own time:", ""]
     return lines + ["```", bench.profile, "```", ""]

@@ -8,7 +8,8 @@ it is (a `$` inside it is not looked up again); a list-valued parameter written 
 item of a list of layers is spliced into it (`- $norm` with `norm: []` adds nothing),
 and as an item of concat's list it is one branch. A model may `extends:` another of the
 same file, changing `defaults`.
-There is no arithmetic and nothing executes.
+There is no arithmetic and nothing executes. The layers are compiled once per file and
+built per model by `archcalc.templates`.
 """
 
 from __future__ import annotations
