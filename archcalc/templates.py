@@ -144,7 +144,7 @@ class _Leaf:
             if self.fill:
                 state.update(b.fields(self.fill, scope))
             if self.error is not None:
-                raise self.error
+                raise self.error.located()  # a copy: the kept one carries no traceback (and its frames)
             if extra:
                 state.update(extra)
             node._validate(self.checks, self.rules)
