@@ -14,7 +14,7 @@ from archcalc.ops import GLOBAL, HANDLERS, Window, describe
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential, spell_parts
 
-# Rows and states are made with tuple.__new__: a named tuple's own __new__ is Python code, and
+# Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
 # took an eighth of a GoogLeNet's analysis (py-spy).
 _new = tuple.__new__
 WEIGHT_LAYERS = (Conv2d, Linear)  # what "depth" counts, as in "VGG-16" and "ResNet-152"

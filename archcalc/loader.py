@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from archcalc.errors import SpecError
 from archcalc.spec import LEAF_OPS, Model, Where
 from archcalc.templates import (
-    COMPOSITE_OPS, Builder, Compiler, check_keys, containers, did_you_mean, line_of,
+    COMPOSITE_OPS, Builder, Compiler, check_keys, did_you_mean, line_of,
 )
 from archcalc.yamlfile import LDict, read
 
@@ -51,8 +51,7 @@ class SpecFile:
             check_keys(data, SINGLE_KEYS, "a spec file", self.file)
             entries = [data]
         self.blocks = self._read_blocks(data.get("blocks"), line_of(data, "blocks"))
-        owned, plain = containers(data)
-        self.compiler = Compiler(self.file, self.blocks, owned, plain)  # keeps what it compiles, as data keeps the ids
+        self.compiler = Compiler(self.file, data, self.blocks)
         self.entries: dict[str, dict[str, Any]] = {}
         for i, entry in enumerate(entries):
             line = line_of(entries, i, data.line if isinstance(data, LDict) else None)

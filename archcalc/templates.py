@@ -69,7 +69,7 @@ def kind_of(value) -> str:
 def containers(data) -> tuple[set[int], set[int]]:
     """ids of every mapping and list under `data`, and of those in which no `$param` appears.
 
-    `data` must outlive the sets (a SpecFile keeps its parsed YAML), so no other object can take one of the ids.
+    `data` must outlive the sets (a Compiler keeps it), so no other object can take one of the ids.
     """
     seen: dict[int, bool] = {}  # a YAML alias shares one object between places: visit it once
 
@@ -125,32 +125,25 @@ class _Failing:
 class _Leaf:
     """A leaf op whose arguments (or name) come from parameters: filled in and checked per build."""
 
-    __slots__ = ("cls", "op", "line", "base", "extra", "fill", "error", "checks", "rules")
+    __slots__ = ("cls", "op", "line", "where", "written", "extra", "fill", "error", "checks")
 
-    def __init__(self, cls: type[Node], op: str, line: int | None, base: dict, extra: tuple[Field, ...],
+    def __init__(self, cls: type[Node], line: int | None, where: Where, written: dict, extra: tuple[Field, ...],
                  fill: tuple[Field, ...], error: SpecError | None, checks: tuple[str, ...]) -> None:
-        self.cls, self.op, self.line, self.base = cls, op, line, base  # base: every field known when compiled
+        self.cls, self.op, self.line, self.where = cls, cls.OP, line, where
+        self.written = written  # the fields given as they are (checked when compiled, unless in checks)
         self.extra, self.fill = extra, fill  # name / trainable, and arguments, still to substitute
         self.error = error  # a mistake in how the arguments are written: raised once they are substituted
         self.checks = checks  # the fields to check per build (substituted, or written wrongly), in order
-        self.rules = class_info(cls).rules
 
     def build(self, b: Builder, scope: Scope, path: SpecPath) -> Node:
-        extra = b.fields(self.extra, scope) if self.extra else None
+        extra = b.fields(self.extra, scope) if self.extra else {}
         try:
-            node = object.__new__(self.cls)
-            state = node.__dict__  # filled directly, as Node.from_spec does
-            state.update(self.base)
-            if self.fill:
-                state.update(b.fields(self.fill, scope))
+            filled = b.fields(self.fill, scope) if self.fill else {}
             if self.error is not None:
                 raise self.error.located()  # a copy: the kept one carries no traceback (and its frames)
-            if extra:
-                state.update(extra)
-            node._validate(self.checks, self.rules)
+            return self.cls.from_spec({**self.written, **filled, **extra}, self.where, check=self.checks)
         except SpecError as err:
             raise err.located(file=b.file, line=self.line, path=spell(path), op=self.op) from None
-        return node
 
 
 class _Call:
@@ -304,11 +297,12 @@ def _times(times, line: int | None) -> int:
 class Compiler:
     """Compiles a file's layer data into templates, keeping those of the data the file holds."""
 
-    def __init__(self, file: str, blocks: Mapping[str, LDict], owned: set[int], plain: set[int]) -> None:
+    def __init__(self, file: str, data, blocks: Mapping[str, LDict]) -> None:
         self.file = file
+        self.data = data  # the parsed file, kept alive: no other object can take the id of a container in it
         self.blocks = blocks
-        self.owned = owned  # ids of the containers the file holds: their templates are kept
-        self.plain = plain  # ... and of those that mention no parameter
+        # ids of the containers the file holds (their templates are kept), and of those that mention no parameter
+        self.owned, self.plain = containers(data)
         # (layer, layers or spliced, id of the data or the string itself, line, whether `$params` are
         # looked up) -> template; ("block", name) -> _Block
         self.kept: dict[tuple | None, Any] = {}
@@ -430,7 +424,7 @@ class Compiler:
             missing = [key for key in info.required if key not in args]
             if missing:
                 error = SpecError(f"missing argument {missing[0]}")
-        base = {**info.defaults, "where": Where(self.file, line)}
+        written: dict[str, Any] = {}
         checks = []
         for key, how, value, _ in (*fill, *extra):  # in the order Node.from_spec checks them
             if how != LITERAL:
@@ -439,15 +433,15 @@ class Compiler:
             rule = info.rules.get(key)
             if rule is not None and value is not rule[0] and not rule[1](value):
                 checks.append(key)  # written wrongly: raised by the check, in its turn, showing it as written
-                base[key] = value
+                written[key] = value
             else:
-                base[key] = tuple(value) if isinstance(value, list) else value
+                written[key] = tuple(value) if isinstance(value, list) else value
         fill = tuple(f for f in fill if f[1] != LITERAL)
         extra = tuple(f for f in extra if f[1] != LITERAL)
-        template = _Leaf(cls, op, line, base, extra, fill, error, tuple(checks))
+        template = _Leaf(cls, line, Where(self.file, line), written, extra, fill, error, tuple(checks))
         if fill or extra or error is not None or checks:
             return template
-        return _Fixed(template.build(_NO_BUILD, None, None), 0, line)
+        return _Fixed(template.build(_COMPILING, None, None), 0, line)
 
     def composite(self, op: str, args, scoped: bool, line: int | None, extra: tuple[Field, ...]):
         cls: type[Node] = {"sequential": Sequential, "concat": Concat, "residual": Residual, "repeat": Repeat}[op]
@@ -482,7 +476,7 @@ class Compiler:
         if all(isinstance(t, _List) and t.nodes is not None for t in parts) and (times is None or times[1] == LITERAL) \
                 and all(f[1] == LITERAL for f in extra):
             try:
-                node = template.build(_NO_BUILD, None, None)
+                node = template.build(_COMPILING, None, None)
             except SpecError as err:
                 return _Failing(err, line, op)
             return _Fixed(node, sum(t.size for t in parts), line)
@@ -620,10 +614,9 @@ class _Compiling(Builder):
 
     def __init__(self) -> None:
         self.file = None  # type: ignore[assignment]
-        self.count = 0
 
     def grow(self, layers: int, line: int | None, path: SpecPath) -> None:
         pass
 
 
-_NO_BUILD = _Compiling()
+_COMPILING = _Compiling()

@@ -174,3 +174,22 @@ def test_a_mistake_is_reported_where_a_build_meets_it(tmp_path) -> None:
     for _ in range(2):  # and the same message each time, though the file is compiled once
         with pytest.raises(archcalc.SpecError, match=r"spec.yaml:12: layers\[0\]\.broken\[0\] \(conv2d\): kernel_size must be"):
             archcalc.load(f"{path}:uses")
+
+
+def test_templates_are_kept_only_by_ids_of_objects_the_compiler_keeps_alive(tmp_path) -> None:
+    """An id is an object's only while it lives: every id a template is kept under must be reachable
+    from the data the compiler holds, or a freed container's id could be taken by a user's list."""
+    from archcalc.loader import SpecFile
+
+    spec = SpecFile(_write(tmp_path, MISTAKE))
+    spec.model("fine")
+    reachable: set[int] = set()
+
+    def visit(node) -> None:
+        if isinstance(node, (dict, list)) and id(node) not in reachable:
+            reachable.add(id(node))
+            for item in node.values() if isinstance(node, dict) else node:
+                visit(item)
+
+    visit(spec.compiler.data)
+    assert spec.compiler.owned == reachable and id(spec.compiler.data) in spec.compiler.owned
