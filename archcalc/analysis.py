@@ -7,7 +7,7 @@ whatever the batch and input size.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Union, cast
 
 from archcalc.errors import SpecError, shown
 from archcalc.ops import GLOBAL, HANDLERS, Window, describe
@@ -65,10 +65,10 @@ def child_keys(layers: Layers) -> list[str]:
 
 # A leaf layer on one input shape, worked out once per analysis: all its row needs but the path
 # and the receptive field, which depend on where the layer stands. A plain tuple: its output shape;
-# how it widens the receptive field (kernel h - 1, w - 1, stride h, w), GLOBAL or None; the H x W its
-# output's features index (None: its input's); whether depth counts it (conv, linear); the row's
-# fields from op to activations when its parameters train, and the same when they do not.
-Step = tuple[tuple[int, ...], Union[Window, str, None], Optional[tuple[int, int]], bool, tuple, tuple]
+# how it widens the receptive field (kernel h - 1, w - 1, stride h, w), GLOBAL, or None when it does
+# not; the H x W its output's features index (None: its input's); whether depth counts it (conv,
+# linear); the row's fields from op to activations, under a frozen parent and under a trainable one.
+Step = tuple[tuple[int, ...], Union[Window, str, None], Optional[tuple[int, int]], bool, tuple[tuple, tuple]]
 
 
 def _trailed(err: SpecError, layer: Node, parts: tuple[int | str, ...]) -> SpecError:
@@ -101,45 +101,53 @@ class _Walker:
         self.counts: dict[int, int] = {}
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], trainable: bool,
-                 outer: tuple[int | str, ...]) -> State:
-        """Layers in order, each at `prefix` + its name; `outer`: where the list stands in the spec."""
-        keys = self.keys.get(id(layers))
-        if keys is None:
-            keys = self.keys[id(layers)] = child_keys(layers)
+                 outer: tuple[int | str, ...] | Sequential, single: bool = False) -> State:
+        """Layers in order, each at `prefix` + its name (`single`: one layer, at `prefix` itself).
+
+        `outer`: where the list stands in the spec, or the Sequential holding it. Leaf layers are
+        walked here, the state in locals; a composite's visit walks its own lists.
+        """
+        keys = None
+        if not single:
+            keys = self.keys.get(id(layers))
+            if keys is None:
+                keys = self.keys[id(layers)] = child_keys(layers)
+        shape, rf, jump, grid, depth = state
+        steps, rows, groups = self.steps, self.rows, self.groups
         i = 0
         try:
             for i, layer in enumerate(layers):
-                state = self.layer(layer, state, prefix + (keys[i],), trainable)
+                path = prefix if keys is None else prefix + (keys[i],)
+                key = (id(layer), shape)
+                step = steps.get(key)
+                if step is None:
+                    visit = _COMPOSITES.get(layer.__class__)
+                    if visit is not None:  # its rows, and a Group spanning them before its children's groups
+                        start, index = len(rows), len(groups)
+                        groups.append(None)
+                        shape, rf, jump, grid, depth = visit(
+                            self, layer, (shape, rf, jump, grid, depth), path, trainable and layer.trainable)
+                        kind = (layer.block or "sequential") if layer.__class__ is Sequential else layer.OP
+                        groups[index] = _new(Group, (path, kind, start, len(rows)))
+                        continue
+                    step = steps[key] = self.step(layer, shape)
+                shape, widen, new_grid, weighted, fields = step
+                if widen is not None:
+                    if isinstance(widen, str):  # GLOBAL: the whole grid
+                        rf = (rf[0] + (grid[0] - 1) * jump[0], rf[1] + (grid[1] - 1) * jump[1])
+                    else:
+                        rf = (rf[0] + widen[0] * jump[0], rf[1] + widen[1] * jump[1])
+                        if widen[2] != 1 or widen[3] != 1:
+                            jump = (jump[0] * widen[2], jump[1] * widen[3])
+                rows.append(_new(Row, (path, *fields[trainable], rf, jump)))
+                if new_grid is not None:
+                    grid = new_grid
+                depth += weighted
         except SpecError as err:
-            raise _trailed(err, layers[i], (i, *outer)) from None
-        return state
-
-    def branch(self, layers: Layers, state: State, path: tuple[str, ...], trainable: bool,
-               outer: tuple[int | str, ...]) -> State:
-        """A branch, repeat copy or residual side: a single layer stands at `path` itself."""
-        if len(layers) == 1:
-            try:
-                return self.layer(layers[0], state, path, trainable)
-            except SpecError as err:
-                raise _trailed(err, layers[0], (0, *outer)) from None
-        return self.sequence(layers, state, path, trainable, outer)
-
-    def layer(self, layer: Node, state: State, path: tuple[str, ...], trainable: bool) -> State:
-        shape, rf, jump, grid, depth = state
-        key = (id(layer), shape)
-        step = self.steps.get(key)
-        if step is None:
-            visit = _COMPOSITES.get(layer.__class__)
-            if visit is not None:
-                return self.group(visit, layer, state, path, trainable and layer.trainable)
-            step = self.steps[key] = self.step(layer, shape)
-        output, widen, new_grid, weighted, trained, frozen = step
-        if widen is not None:
-            kh, kw, sh, sw = (grid[0] - 1, grid[1] - 1, 1, 1) if isinstance(widen, str) else widen  # GLOBAL: the whole grid
-            rf = (rf[0] + kh * jump[0], rf[1] + kw * jump[1])
-            jump = (jump[0] * sh, jump[1] * sw)
-        self.rows.append(_new(Row, (path,) + (trained if trainable and layer.trainable else frozen) + (rf, jump)))
-        return (output, rf, jump, grid if new_grid is None else new_grid, depth + weighted)
+            if outer.__class__ is Sequential:
+                outer = ("." + (outer.block or "sequential"),)  # type: ignore[union-attr]
+            raise _trailed(err, layers[i], (i, *outer)) from None  # type: ignore[misc]
+        return (shape, rf, jump, grid, depth)
 
     def step(self, layer: Node, shape: tuple[int, ...]) -> Step:
         handler = HANDLERS.get(layer.__class__)
@@ -150,35 +158,31 @@ class _Walker:
         grid = output[1:] if len(output) == 3 else (1, 1) if window == GLOBAL else None
         if window is not None and not isinstance(window, str):  # kept as the receptive field's growth
             window = (window[0] - 1, window[1] - 1, window[2], window[3])
+            if window == (0, 0, 1, 1):  # 1x1, stride 1: widens nothing
+                window = None
         head = (layer.OP, describe(layer), (n, *shape), (n, *output), params)
         tail = (n * macs, n * fvcore, 2 * n * macs, n * math.prod(output))
-        return (output, window, grid, isinstance(layer, WEIGHT_LAYERS), head + (params,) + tail, head + (0,) + tail)
-
-    def group(self, visit: Callable[..., State], layer: Node, state: State, path: tuple[str, ...],
-              trainable: bool) -> State:
-        """A composite: its rows, and a Group spanning them, which goes before its children's groups."""
-        start, index = len(self.rows), len(self.groups)
-        self.groups.append(None)  # its place, filled once its rows are known
-        new = visit(self, layer, state, path, trainable)
-        kind = layer.block or layer.OP if isinstance(layer, Sequential) else layer.OP
-        self.groups[index] = _new(Group, (path, kind, start, len(self.rows)))
-        return new
+        frozen = head + (0,) + tail
+        trained = head + (params,) + tail if layer.trainable else frozen
+        return (output, window, grid, isinstance(layer, WEIGHT_LAYERS), (frozen, trained))
 
     def sequential(self, layer: Sequential, state: State, path: tuple[str, ...], trainable: bool) -> State:
-        return self.sequence(layer.layers, state, path, trainable, ("." + (layer.block or "sequential"),))
+        return self.sequence(layer.layers, state, path, trainable, layer)
 
     def repeat(self, layer: Repeat, state: State, path: tuple[str, ...], trainable: bool) -> State:
-        if not layer.layers:
+        layers = layer.layers
+        if not layers:
             raise SpecError("repeat has no layers")
         outermost = not self.repeating
         if outermost:  # only a repeat multiplies the layers written: bound what it will visit first
-            self.repeated += layer.times * count_layers(layer.layers, self.counts)
+            self.repeated += layer.times * count_layers(layers, self.counts)
             if self.repeated > MAX_LAYERS:
                 raise SpecError(f"{layer.times:,} copies expand to more than {MAX_LAYERS:,} layers")
         self.repeating = True
+        single = len(layers) == 1
         try:
             for copy in range(layer.times):
-                state = self.branch(layer.layers, state, path + (str(copy),), trainable, (".repeat.layers",))
+                state = self.sequence(layers, state, path + (str(copy),), trainable, (".repeat.layers",), single)
         finally:
             self.repeating = not outermost
         return state
@@ -187,7 +191,7 @@ class _Walker:
         if not layer.branches:
             raise SpecError("concat has no branches")
         outs = [
-            self.branch(b, state, path + (str(i),), trainable, (i, ".concat"))
+            self.sequence(b, state, path + (str(i),), trainable, (i, ".concat"), len(b) == 1)
             for i, b in enumerate(layer.branches)
         ]
         shapes = [o[0] for o in outs]
@@ -200,26 +204,27 @@ class _Walker:
         return new
 
     def residual(self, layer: Residual, state: State, path: tuple[str, ...], trainable: bool) -> State:
-        if not layer.body:
+        body = layer.body
+        if not body:
             raise SpecError("residual has an empty body")
-        body = self.branch(layer.body, state, path + ("body",), trainable, (".residual.body",))
+        new = self.sequence(body, state, path + ("body",), trainable, (".residual.body",), len(body) == 1)
         short = state
         if layer.shortcut:
-            short = self.branch(layer.shortcut, state, path + ("shortcut",), trainable, (".residual.shortcut",))
-        if body[0] != short[0]:
+            short = self.sequence(layer.shortcut, state, path + ("shortcut",), trainable, (".residual.shortcut",),
+                                  len(layer.shortcut) == 1)
+        if new[0] != short[0]:
             fmt = lambda s: "x".join(map(str, s))  # noqa: E731
-            raise SpecError(f"residual body gives {fmt(body[0])} but the shortcut gives {fmt(short[0])}")
-        new = _merge([body, short], body[0])
-        kind = "projection" if layer.shortcut else "identity"
-        self._join(path, "add", f"add ({kind} shortcut)", state, new)
+            raise SpecError(f"residual body gives {fmt(new[0])} but the shortcut gives {fmt(short[0])}")
+        new = _merge([new, short], new[0])
+        self._join(path, "add", "add (projection shortcut)" if layer.shortcut else "add (identity shortcut)", state, new)
         return new
 
     def _join(self, path, op: str, description: str, before: State, after: State) -> None:
         """The row of a concat or residual add: no parameters, no multiply-adds."""
         n = self.batch
-        shape, rf, jump = after[:3]
+        shape = after[0]
         self.rows.append(_new(Row, (path, op, description, (n, *before[0]), (n, *shape), 0, 0, 0, 0, 0,
-                                    n * math.prod(shape), rf, jump)))
+                                    n * math.prod(shape), after[1], after[2])))
 
 
 _COMPOSITES: dict[type[Node], Callable[..., State]] = {  # how the walk visits each composite
@@ -267,5 +272,5 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         depth=final[4],
         receptive_field=rows[-1].receptive_field if rows else (1, 1),
     )
-    groups = tuple(g for g in walker.groups if g is not None)  # all are filled once the walk ends
+    groups = cast(tuple[Group, ...], tuple(walker.groups))  # each filled once its composite's walk returned
     return Result(model.name, (batch, *shape), dtype, rows, groups, total, model.description, model.source)

@@ -68,19 +68,23 @@ def _pair_ok(value, minimum: int) -> bool:
     )
 
 
-# kind -> (check, what a valid value is, in words)
+# kind -> (check, what a valid value is, in words). Each tries a plain int (or bool) first: a
+# build checks every value a parameter gives, and most are.
 _CHECKS = {
-    "pos_int": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "opt_pos_int": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
+    "pos_int": (lambda v: (v.__class__ is int or _is_int(v)) and v >= 1, "a positive integer"),
+    "opt_pos_int": (lambda v: v is None or ((v.__class__ is int or _is_int(v)) and v >= 1), "a positive integer"),
     "int": (_is_int, "an integer"),
-    "pos_pair": (lambda v: _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
-    "opt_pos_pair": (lambda v: v is None or _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
-    "nonneg_pair": (lambda v: _pair_ok(v, 0), "a non-negative integer or [h, w] of non-negative integers"),
+    "pos_pair": (lambda v: (v.__class__ is int and v >= 1) or _pair_ok(v, 1),
+                 "a positive integer or [h, w] of positive integers"),
+    "opt_pos_pair": (lambda v: v is None or (v.__class__ is int and v >= 1) or _pair_ok(v, 1),
+                     "a positive integer or [h, w] of positive integers"),
+    "nonneg_pair": (lambda v: (v.__class__ is int and v >= 0) or _pair_ok(v, 0),
+                    "a non-negative integer or [h, w] of non-negative integers"),
     "padding": (
-        lambda v: v in ("same", "valid") or _pair_ok(v, 0),
+        lambda v: (v.__class__ is int and v >= 0) or v in ("same", "valid") or _pair_ok(v, 0),
         "a non-negative integer, [h, w], 'same' or 'valid'",
     ),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "bool": (lambda v: v.__class__ is bool, "true or false"),
     "prob": (lambda v: _is_number(v) and 0 <= v <= 1, "a number between 0 and 1"),
     "pos_number": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "number": (_is_number, "a number"),
@@ -161,7 +165,7 @@ def class_info(cls: type[Node]) -> ClassInfo:
         info = _CLASS_INFO[cls] = ClassInfo(
             rules={
                 "name": (None, _name_ok, "a non-empty string without '.' or spaces"),
-                "trainable": (True, lambda v: isinstance(v, bool), "true or false"),
+                "trainable": (True, lambda v: v.__class__ is bool, "true or false"),
                 **{f.name: (f.default, *_CHECKS[f.metadata["kind"]]) for f in fields(cls) if "kind" in f.metadata},
             },
             arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where")),

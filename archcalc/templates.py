@@ -150,21 +150,24 @@ class _Call:
     """A block used like an op: its arguments substituted, then the block expanded (once per build
     for the same arguments)."""
 
-    __slots__ = ("name", "line", "written", "args", "extra")
+    __slots__ = ("name", "line", "where", "written", "args", "extra", "fixed_extra")
 
-    def __init__(self, name: str, line: int | None, written, args: tuple[Field, ...] | None,
+    def __init__(self, name: str, where: Where, written, args: tuple[Field, ...] | None,
                  extra: tuple[Field, ...]) -> None:
-        self.name, self.line, self.written = name, line, written
+        self.name, self.line, self.where, self.written = name, where.line, where, written
         self.args, self.extra = args, extra  # args None: not a mapping as written, substituted whole
+        self.fixed_extra = {f[0]: f[2] for f in extra} if all(f[1] == LITERAL for f in extra) else None  # most are
 
     def build(self, b: Builder, scope: Scope, path: SpecPath) -> Node:
-        extra = b.fields(self.extra, scope) if self.extra else {}
+        extra = self.fixed_extra
+        if extra is None:
+            extra = b.fields(self.extra, scope)
         try:
             if self.args is None:
                 args = b.substitute(self.written, scope, self.line)
             else:
                 args = b.fields(self.args, scope)
-            return b.call(self.name, self.written, args, extra, self.line, path)
+            return b.call(self.name, self.written, args, extra, self.where, path)
         except SpecError as err:
             raise err.located(file=b.file, line=self.line, path=spell(path), op=self.name) from None
 
@@ -272,11 +275,12 @@ class _NotLayers:
 class _Block:
     """A block's parameters, defaults and compiled layers."""
 
-    __slots__ = ("params", "defaults", "known", "layers")
+    __slots__ = ("params", "defaults", "known", "settable", "layers")
 
     def __init__(self, block: Mapping, compiler: Compiler) -> None:
         self.params, self.defaults = block.get("params") or [], block.get("defaults") or {}
         self.known = [*self.params, *self.defaults]  # the parameters a call may set
+        self.settable = frozenset(self.known)
         self.layers = compiler.layers(block["layers"], True, line_of(block, "layers"))
 
 
@@ -396,8 +400,8 @@ class Compiler:
             return self.leaf(LEAF_OPS[op], args, scoped, line, extra)
         if op in self.blocks:
             if isinstance(args, dict):
-                return _Call(op, line, args, self.fields(args, args, scoped, line), extra)
-            return _Call(op, line, args, None, extra)
+                return _Call(op, Where(self.file, line), args, self.fields(args, args, scoped, line), extra)
+            return _Call(op, Where(self.file, line), args, None, extra)
         if op in COMPOSITE_OPS:
             if op != "sequential" and scoped and isinstance(args, str) and args.startswith("$"):
                 return _Late(op, args, line, extra)
@@ -515,9 +519,10 @@ class Builder:
         values = {}
         for key, how, data, line in fields:
             if how == REF:
-                if data not in scope:  # type: ignore[operator]
-                    raise self.unknown("$" + data, scope, line)  # type: ignore[arg-type]
-                values[key] = scope[data]  # type: ignore[index]
+                try:
+                    values[key] = scope[data]  # type: ignore[index]
+                except KeyError:
+                    raise self.unknown("$" + data, scope, line) from None  # type: ignore[arg-type]
             elif how == NESTED:
                 values[key] = self.substitute(data, scope, line)
             else:
@@ -570,8 +575,9 @@ class Builder:
     def unknown(self, reference: str, scope: Mapping[str, Any], line: int | None) -> SpecError:
         return self.error(f"unknown parameter {reference}{did_you_mean(reference[1:], scope, '$')}", line)
 
-    def call(self, name: str, written, args, extra: dict, line: int | None, path: SpecPath) -> Sequential:
-        """A block's layers for these arguments, as a Sequential."""
+    def call(self, name: str, written, args, extra: dict, where: Where, path: SpecPath) -> Sequential:
+        """A block's layers for these arguments, as a Sequential written at `where`."""
+        line = where.line
         if len(self.calls) >= MAX_NESTING:
             raise SpecError(f"blocks are nested more than {MAX_NESTING} deep")
         if name in self.calls:
@@ -588,13 +594,13 @@ class Builder:
             known = self.expansions[key] = (args, *self._expand(name, written, args, line, path))
         else:
             self.grow(known[2], line, path)  # the limit on layers counts each place a shared layer stands
-        return Sequential.from_spec({"layers": known[1], "block": name, **extra}, Where(self.file, line), check=extra)
+        return Sequential.from_spec({"layers": known[1], "block": name, **extra}, where, check=extra)
 
     def _expand(self, name: str, written, args: dict, line: int | None, path: SpecPath) -> tuple[tuple[Node, ...], int]:
         """A block's layers for these arguments, and how many layers were built."""
         block = self.compiler.block(name)
         for key in args:
-            if key not in block.known:
+            if key not in block.settable:
                 raise SpecError(f"block {name!r} has no parameter {key!r}{did_you_mean(key, block.known)}",
                                 line=line_of(written if isinstance(written, dict) else args, key, line))
         missing = [p for p in block.params if p not in args]
