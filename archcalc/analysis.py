@@ -139,7 +139,7 @@ class _Walker:
                         rf = (rf[0] + widen[0] * jump[0], rf[1] + widen[1] * jump[1])
                         if widen[2] != 1 or widen[3] != 1:
                             jump = (jump[0] * widen[2], jump[1] * widen[3])
-                rows.append(_new(Row, (path, *fields[trainable], rf, jump)))
+                rows.append(_new(Row, (path,) + fields[trainable] + (rf, jump)))
                 if new_grid is not None:
                     grid = new_grid
                 depth += weighted
@@ -155,15 +155,19 @@ class _Walker:
             raise SpecError(f"{type(layer).__name__} is not a layer archcalc knows")
         output, params, macs, fvcore, window = handler(layer, shape)
         n = self.batch
-        grid = output[1:] if len(output) == 3 else (1, 1) if window == GLOBAL else None
+        if output is shape and window is None:  # a 3-d input's H x W is the grid already
+            grid = None
+        else:
+            grid = output[1:] if len(output) == 3 else (1, 1) if window == GLOBAL else None
         if window is not None and not isinstance(window, str):  # kept as the receptive field's growth
             window = (window[0] - 1, window[1] - 1, window[2], window[3])
             if window == (0, 0, 1, 1):  # 1x1, stride 1: widens nothing
                 window = None
-        head = (layer.OP, describe(layer), (n, *shape), (n, *output), params)
-        tail = (n * macs, n * fvcore, 2 * n * macs, n * math.prod(output))
-        frozen = head + (0,) + tail
-        trained = head + (params,) + tail if layer.trainable else frozen
+        op, description, given, made = layer.OP, describe(layer), (n, *shape), (n, *output)
+        macs, fvcore, activations = n * macs, n * fvcore, n * math.prod(output)
+        frozen = (op, description, given, made, params, 0, macs, fvcore, 2 * macs, activations)
+        trained = (op, description, given, made, params, params, macs, fvcore, 2 * macs, activations) \
+            if layer.trainable else frozen
         return (output, window, grid, isinstance(layer, WEIGHT_LAYERS), (frozen, trained))
 
     def sequential(self, layer: Sequential, state: State, path: tuple[str, ...], trainable: bool) -> State:
