@@ -101,11 +101,11 @@ class _Walker:
         self.counts: dict[int, int] = {}
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], trainable: bool,
-                 outer: tuple[int | str, ...] | Sequential, single: bool = False) -> State:
+                 outer: tuple[int | str, ...], single: bool = False) -> State:
         """Layers in order, each at `prefix` + its name (`single`: one layer, at `prefix` itself).
 
-        `outer`: where the list stands in the spec, or the Sequential holding it. Leaf layers are
-        walked here, the state in locals; a composite's visit walks its own lists.
+        `outer`: where the list stands in the spec. Leaf layers are walked here, the state in
+        locals; a composite's visit walks its own lists.
         """
         keys = None
         if not single:
@@ -144,9 +144,7 @@ class _Walker:
                     grid = new_grid
                 depth += weighted
         except SpecError as err:
-            if outer.__class__ is Sequential:
-                outer = ("." + (outer.block or "sequential"),)  # type: ignore[union-attr]
-            raise _trailed(err, layers[i], (i, *outer)) from None  # type: ignore[misc]
+            raise _trailed(err, layers[i], (i, *outer)) from None
         return (shape, rf, jump, grid, depth)
 
     def step(self, layer: Node, shape: tuple[int, ...]) -> Step:
@@ -171,7 +169,7 @@ class _Walker:
         return (output, window, grid, isinstance(layer, WEIGHT_LAYERS), (frozen, trained))
 
     def sequential(self, layer: Sequential, state: State, path: tuple[str, ...], trainable: bool) -> State:
-        return self.sequence(layer.layers, state, path, trainable, layer)
+        return self.sequence(layer.layers, state, path, trainable, ("." + (layer.block or "sequential"),))
 
     def repeat(self, layer: Repeat, state: State, path: tuple[str, ...], trainable: bool) -> State:
         layers = layer.layers

@@ -81,17 +81,14 @@ def conv2d(layer: Conv2d, shape: Shape) -> Cost:
     g, out_channels = layer.groups, layer.out_channels
     if c % g or out_channels % g:
         raise SpecError(f"groups={g} must divide both in_channels ({c}) and out_channels ({out_channels})")
-    kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
-    kh, kw = (kernel, kernel) if kernel.__class__ is int else pair(kernel)  # pair() only where it is needed
-    sh, sw = (stride, stride) if stride.__class__ is int else pair(stride)
-    dh, dw = (dilation, dilation) if dilation.__class__ is int else pair(dilation)
+    (kh, kw), (sh, sw), (dh, dw) = pair(layer.kernel_size), pair(layer.stride), pair(layer.dilation)
     padding = layer.padding
     if padding == "same":
         if sh != 1 or sw != 1:
             raise SpecError("padding='same' needs stride 1 (as in torch)")
         oh, ow = h, w
     else:
-        ph, pw = (0, 0) if isinstance(padding, str) else (padding, padding) if padding.__class__ is int else pair(padding)
+        ph, pw = (0, 0) if isinstance(padding, str) else pair(padding)  # "valid"
         oh, ow = output_size(h, kh, sh, ph, dh), output_size(w, kw, sw, pw, dw)
     weights = out_channels * (c // g) * kh * kw
     macs = weights * oh * ow

@@ -50,7 +50,7 @@ def arg(kind: str, default=None, *, required: bool = False):
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and value.__class__ is not bool
+    return value.__class__ is int or (isinstance(value, int) and value.__class__ is not bool)
 
 
 def _is_number(value) -> bool:
@@ -68,20 +68,16 @@ def _pair_ok(value, minimum: int) -> bool:
     )
 
 
-# kind -> (check, what a valid value is, in words). Each tries a plain int (or bool) first: a
-# build checks every value a parameter gives, and most are.
+# kind -> (check, what a valid value is, in words)
 _CHECKS = {
-    "pos_int": (lambda v: (v.__class__ is int or _is_int(v)) and v >= 1, "a positive integer"),
-    "opt_pos_int": (lambda v: v is None or ((v.__class__ is int or _is_int(v)) and v >= 1), "a positive integer"),
+    "pos_int": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "opt_pos_int": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
     "int": (_is_int, "an integer"),
-    "pos_pair": (lambda v: (v.__class__ is int and v >= 1) or _pair_ok(v, 1),
-                 "a positive integer or [h, w] of positive integers"),
-    "opt_pos_pair": (lambda v: v is None or (v.__class__ is int and v >= 1) or _pair_ok(v, 1),
-                     "a positive integer or [h, w] of positive integers"),
-    "nonneg_pair": (lambda v: (v.__class__ is int and v >= 0) or _pair_ok(v, 0),
-                    "a non-negative integer or [h, w] of non-negative integers"),
+    "pos_pair": (lambda v: _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
+    "opt_pos_pair": (lambda v: v is None or _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
+    "nonneg_pair": (lambda v: _pair_ok(v, 0), "a non-negative integer or [h, w] of non-negative integers"),
     "padding": (
-        lambda v: (v.__class__ is int and v >= 0) or v in ("same", "valid") or _pair_ok(v, 0),
+        lambda v: v in ("same", "valid") or _pair_ok(v, 0),
         "a non-negative integer, [h, w], 'same' or 'valid'",
     ),
     "bool": (lambda v: v.__class__ is bool, "true or false"),

@@ -156,7 +156,8 @@ class _Call:
                  extra: tuple[Field, ...]) -> None:
         self.name, self.line, self.where, self.written = name, where.line, where, written
         self.args, self.extra = args, extra  # args None: not a mapping as written, substituted whole
-        self.fixed_extra = {f[0]: f[2] for f in extra} if all(f[1] == LITERAL for f in extra) else None  # most are
+        # name / trainable as written (the usual case): the same mapping serves every build
+        self.fixed_extra = {f[0]: f[2] for f in extra} if all(f[1] == LITERAL for f in extra) else None
 
     def build(self, b: Builder, scope: Scope, path: SpecPath) -> Node:
         extra = self.fixed_extra
