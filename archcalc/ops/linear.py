@@ -1,0 +1,19 @@
+"""Fully connected layers."""
+
+from __future__ import annotations
+
+from archcalc.errors import SpecError
+from archcalc.ops.common import GLOBAL, Cost, check_in, new
+from archcalc.spec import Linear
+
+
+def linear(layer: Linear, shape) -> Cost:
+    if len(shape) != 1:
+        raise SpecError(f"linear needs a flat input, got {'x'.join(map(str, shape))}: add a flatten before it")
+    check_in(layer.in_features, shape[0], "in_features")
+    macs = shape[0] * layer.out_features
+    return new(Cost, ((layer.out_features,), macs + (layer.out_features if layer.bias else 0), macs, macs, GLOBAL))
+
+
+HANDLERS = {Linear: linear}
+DESCRIPTIONS = {Linear: lambda layer: f"linear {layer.out_features}"}

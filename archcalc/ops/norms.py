@@ -1,0 +1,24 @@
+"""Normalization layers."""
+
+from __future__ import annotations
+
+from archcalc.ops.common import Cost, check_in, new, spatial
+from archcalc.spec import BatchNorm2d, LocalResponseNorm
+
+
+def batchnorm2d(layer: BatchNorm2d, shape) -> Cost:
+    c, h, w = spatial(shape, "batchnorm2d")
+    check_in(layer.num_features, c, "num_features")
+    # fvcore's batchnorm handle: eval with running stats 2 (affine) / 1 per element; batch
+    # statistics (track_running_stats false, even in eval) its norm estimate, 5 / 4
+    per_element = (2 if layer.affine else 1) if layer.track_running_stats else (5 if layer.affine else 4)
+    return new(Cost, (shape, 2 * c if layer.affine else 0, 0, c * h * w * per_element, None))
+
+
+def localresponsenorm(layer: LocalResponseNorm, shape) -> Cost:
+    spatial(shape, "localresponsenorm")
+    return new(Cost, (shape, 0, 0, 0, None))
+
+
+HANDLERS = {BatchNorm2d: batchnorm2d, LocalResponseNorm: localresponsenorm}
+DESCRIPTIONS = {LocalResponseNorm: lambda layer: f"localresponsenorm size {layer.size}"}

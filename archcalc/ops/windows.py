@@ -1,0 +1,104 @@
+"""Ops that slide a window over a C x H x W map: conv2d, max / average pooling, adaptive pooling."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from archcalc.errors import SpecError
+from archcalc.ops.common import Cost, check_in, new, output_size, spatial
+from archcalc.spec import AdaptiveAvgPool2d, AvgPool2d, Conv2d, IntPair, MaxPool2d, pair
+
+
+def conv2d(layer: Conv2d, shape) -> Cost:
+    c, h, w = spatial(shape, "conv2d")
+    check_in(layer.in_channels, c, "in_channels")
+    g, out_channels = layer.groups, layer.out_channels
+    if c % g or out_channels % g:
+        raise SpecError(f"groups={g} must divide both in_channels ({c}) and out_channels ({out_channels})")
+    (kh, kw), (sh, sw), (dh, dw) = pair(layer.kernel_size), pair(layer.stride), pair(layer.dilation)
+    padding = layer.padding
+    if padding == "same":
+        if sh != 1 or sw != 1:
+            raise SpecError("padding='same' needs stride 1 (as in torch)")
+        oh, ow = h, w
+    else:
+        ph, pw = (0, 0) if isinstance(padding, str) else pair(padding)  # "valid"
+        oh, ow = output_size(h, kh, sh, ph, dh), output_size(w, kw, sw, pw, dw)
+    weights = out_channels * (c // g) * kh * kw
+    macs = weights * oh * ow
+    window = (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+    return new(Cost, ((out_channels, oh, ow), weights + (out_channels if layer.bias else 0), macs, macs, window))
+
+
+def _pool(layer: MaxPool2d | AvgPool2d, shape, dilation: IntPair) -> Cost:
+    c, h, w = spatial(shape, layer.OP)
+    (kh, kw), (ph, pw), (dh, dw) = pair(layer.kernel_size), pair(layer.padding), pair(dilation)
+    # torch's pool2d_shape_check: kernel // 2 >= padding, on the kernel before dilation
+    for p, k in ((ph, kh), (pw, kw)):
+        if 2 * p > k:
+            raise SpecError(f"padding {p} is more than half the kernel {k} (torch refuses this)")
+    sh, sw = pair(layer.kernel_size if layer.stride is None else layer.stride)
+    ceil = layer.ceil_mode
+    out = (c, output_size(h, kh, sh, ph, dh, ceil), output_size(w, kw, sw, pw, dw, ceil))
+    return new(Cost, (out, 0, 0, 0, (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)))
+
+
+def maxpool2d(layer: MaxPool2d, shape) -> Cost:
+    return _pool(layer, shape, layer.dilation)
+
+
+def avgpool2d(layer: AvgPool2d, shape) -> Cost:
+    return _pool(layer, shape, 1)
+
+
+def _adaptive_window(size: int, out: int) -> tuple[int, int]:
+    """Widest bin and bin step of torch's adaptive pooling (start=floor(i*n/o), end=ceil((i+1)*n/o))."""
+    bins = range(min(out, 4096))  # the pattern repeats; 4096 bins bound the cost
+    widest = max(-(-(i + 1) * size // out) - (i * size // out) for i in bins)
+    return widest, -(-size // out)
+
+
+def adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape) -> Cost:
+    c, h, w = spatial(shape, "adaptiveavgpool2d")
+    oh, ow = pair(layer.output_size)
+    (kh, sh), (kw, sw) = _adaptive_window(h, oh), _adaptive_window(w, ow)
+    return new(Cost, ((c, oh, ow), 0, 0, c * h * w, (kh, kw, sh, sw)))
+
+
+def _hw(value) -> str:
+    """`3` for 3 or (3, 3), `3x5` for (3, 5)."""
+    if value.__class__ is int:
+        return str(value)
+    return str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
+
+
+def kxk(value) -> str:
+    """`3x3` for 3, `3x5` for (3, 5)."""
+    return f"{value}x{value}" if value.__class__ is int else f"{value[0]}x{value[1]}"
+
+
+@lru_cache(maxsize=1024)  # a network repeats a few kernel shapes: conv2d 3x3 p1, 1x1, maxpool2d 3x3 /2 ...
+def _window(op: str, kernel, stride, padding, dilation, groups: int, ceil_mode: bool) -> str:
+    """`conv2d 11x11 /4 p2`: kernel, then whatever is not the default (stride 1, no padding, ...)."""
+    text = f"{op} {kxk(kernel)}"
+    if stride != 1 and stride != (1, 1):
+        text += f" /{_hw(stride)}"
+    if padding != 0 and padding != (0, 0):
+        text += f" {padding}" if padding.__class__ is str else f" p{_hw(padding)}"
+    if dilation != 1 and dilation != (1, 1):
+        text += f" d{_hw(dilation)}"
+    if groups != 1:
+        text += f" g{groups}"
+    return text + " ceil" if ceil_mode else text
+
+
+HANDLERS = {Conv2d: conv2d, MaxPool2d: maxpool2d, AvgPool2d: avgpool2d, AdaptiveAvgPool2d: adaptiveavgpool2d}
+DESCRIPTIONS = {
+    Conv2d: lambda layer: _window(
+        "conv2d", layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.groups, False),
+    MaxPool2d: lambda layer: _window("maxpool2d", layer.kernel_size, layer.stride or layer.kernel_size, layer.padding,
+                                     layer.dilation, 1, layer.ceil_mode),
+    AvgPool2d: lambda layer: _window("avgpool2d", layer.kernel_size, layer.stride or layer.kernel_size, layer.padding,
+                                     1, 1, layer.ceil_mode),
+    AdaptiveAvgPool2d: lambda layer: f"adaptiveavgpool2d {kxk(layer.output_size)}",
+}
