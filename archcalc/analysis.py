@@ -10,7 +10,7 @@ import math
 from typing import Callable, Optional, Union, cast
 
 from archcalc.errors import SpecError, shown
-from archcalc.ops import GLOBAL, HANDLERS, Window, describe
+from archcalc.ops import GLOBAL, HANDLERS, ChannelsLast, Window, describe
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential, spell_parts
 
@@ -87,6 +87,13 @@ def _trailed(err: SpecError, layer: Node, parts: tuple[int | str, ...]) -> SpecE
     return err
 
 
+def map_grid(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """The H x W of a feature map in either layout; None for tokens and vectors (they keep the last map's)."""
+    if len(shape) != 3:
+        return None
+    return (shape[0], shape[1]) if shape.__class__ is ChannelsLast else (shape[1], shape[2])
+
+
 class _Walker:
     def __init__(self, batch: int) -> None:
         self.batch = batch
@@ -156,7 +163,7 @@ class _Walker:
         if output is shape and window is None:  # a 3-d input's H x W is the grid already
             grid = None
         else:
-            grid = output[1:] if len(output) == 3 else (1, 1) if window == GLOBAL else None
+            grid = map_grid(output) or ((1, 1) if window == GLOBAL else None)
         if window is not None and not isinstance(window, str):  # kept as the receptive field's growth
             window = (window[0] - 1, window[1] - 1, window[2], window[3])
             if window == (0, 0, 1, 1):  # 1x1, stride 1: widens nothing
@@ -237,7 +244,7 @@ _COMPOSITES: dict[type[Node], Callable[..., State]] = {  # how the walk visits e
 def _merge(states: list[State], shape: tuple[int, ...]) -> State:
     """Join of parallel paths: the widest receptive field and the deepest path win."""
     widest = max(states, key=lambda s: s[1][0] * s[1][1])
-    grid = shape[1:] if len(shape) == 3 else widest[3]
+    grid = map_grid(shape) or widest[3]
     return (shape, widest[1], widest[2], grid, max(s[4] for s in states))
 
 
