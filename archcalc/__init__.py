@@ -9,7 +9,7 @@ from archcalc.errors import SpecError
 from archcalc.registry import UnknownModelError, list_models, load
 from archcalc.result import CONVENTIONS, Result, Row, Totals
 from archcalc.spec import (
-    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ChannelPad, Concat, Conv2d, Dropout, Flatten, Linear,
+    AdaptiveAvgPool2d, Auxiliary, AvgPool2d, BatchNorm2d, ChannelPad, Concat, Conv2d, Dropout, Flatten, Linear,
     LocalResponseNorm, MaxPool2d, Model, Node, ReLU, Repeat, Residual, Sequential, Sigmoid, Softmax, Tanh,
 )
 
@@ -47,5 +47,5 @@ __all__ = [
     "CONVENTIONS",
     "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm2d",
     "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",
-    "Sequential", "Concat", "Residual", "Repeat", "__version__",
+    "Sequential", "Concat", "Residual", "Repeat", "Auxiliary", "__version__",
 ]
