@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from archcalc.errors import SpecError
+from archcalc.errors import SpecError, shown
 from archcalc.expressions import IN_CHANNELS, BlockInput
 from archcalc.spec import LEAF_OPS, Model, Where
 from archcalc.templates import (
@@ -27,9 +27,19 @@ from archcalc.yamlfile import LDict, read
 
 __all__ = ["SpecFile", "did_you_mean"]
 
-SINGLE_KEYS = ("name", "description", "source", "input", "layers", "blocks", "defaults", "import")
+SINGLE_KEYS = ("name", "description", "source", "input", "layers", "blocks", "defaults", "import", "published")
 MULTI_KEYS = ("models", "blocks", "description", "source", "import")
-MODEL_KEYS = ("name", "description", "source", "input", "layers", "defaults", "extends")
+MODEL_KEYS = ("name", "description", "source", "input", "layers", "defaults", "extends", "published")
+# What a model may say of its published figures, and what each must be
+PUBLISHED_KEYS = {
+    "torchvision": (str, "the name of torchvision's builder, e.g. efficientnet_b0"),
+    "params": (int, "an integer"),
+    "gflops": ((int, float), "a number (torchvision's GFLOPS: multiply-accumulates, in billions)"),
+    "top1": ((int, float), "a number (ImageNet-1K top-1 accuracy, %)"),
+    "top5": ((int, float), "a number (ImageNet-1K top-5 accuracy, %)"),
+    "weights": (str, "the name of the weights the figures belong to"),
+    "source": (str, "where the figures come from"),
+}
 BLOCK_KEYS = ("params", "defaults", "layers", "description")
 
 
@@ -182,6 +192,7 @@ class SpecFile:
                 layers=built,
                 description=str(entry["description"] or ""),
                 source=str(entry["source"] or ""),
+                published=self._published(entry),
                 where=Where(self.file, entry["line"]),
                 block_input=block_input,
             )
@@ -190,6 +201,23 @@ class SpecFile:
         except RecursionError:
             raise SpecError("nested too deeply (does something refer to itself?)", file=self.file,
                             line=entry["line"]) from None
+
+    def _published(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """A model's own `published:` figures, checked (never inherited: a variant's figures are its own)."""
+        published = self.entries[entry["name"]].get("published")
+        if published is None:
+            return {}
+        line = line_of(self.entries[entry["name"]], "published")
+        if not isinstance(published, dict):
+            raise SpecError("published: must be a mapping (torchvision, params, gflops, top1, top5, weights, source)",
+                            file=self.file, line=line)
+        check_keys(published, PUBLISHED_KEYS, "published", self.file)
+        for key, value in published.items():
+            kind, what = PUBLISHED_KEYS[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise SpecError(f"published {key} must be {what}, got {shown(value)}", file=self.file,
+                                line=line_of(published, key, line))
+        return dict(published)
 
     def _resolved(self, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         """A model entry with `extends` applied: the parent's keys, the child's defaults on top."""
@@ -205,6 +233,7 @@ class SpecFile:
                 raise SpecError("defaults must be a mapping of parameter to value", file=self.file,
                                 line=line_of(entry, "defaults"))
             return {
+                "name": name,
                 "input": entry["input"],
                 "layers": entry["layers"],
                 "input_line": line_of(entry, "input", line),
@@ -233,4 +262,5 @@ class SpecFile:
         resolved["description"] = entry.get("description", resolved["description"])
         resolved["source"] = entry.get("source", resolved["source"])
         resolved["line"] = line
+        resolved["name"] = name
         return resolved

@@ -7,6 +7,7 @@ are inferred from the incoming shape and, when given, must match it.
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Optional, TypeVar, Union
@@ -377,6 +378,8 @@ class Model:
     source: str = ""
     where: Where | None = field(default=None, compare=False, repr=False)
     block_input: BlockInput | None = field(default=None, compare=False, repr=False)  # `in_channels` at the top
+    # figures published for this network (torchvision's builder, params, GFLOPS, top-1, and their source)
+    published: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         shape = self.input
@@ -388,3 +391,4 @@ class Model:
             raise SpecError(f"input must be [C, H, W] or [F] of positive integers, got {shown(shape)}")
         object.__setattr__(self, "input", tuple(shape))
         object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "published", MappingProxyType(dict(self.published)))
