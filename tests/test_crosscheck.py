@@ -61,7 +61,7 @@ def test_module_names_are_the_calculators_row_paths(name):
     modules = dict(net.named_modules())
     result = archcalc.analyze(name)
     leaves = {n for n, m in modules.items() if n and not m._modules}
-    joins = {row.name for row in result.rows if row.op in ("concat", "add")}
+    joins = {row.name for row in result.rows if row.op in ("concat", "add", "mul")}
     assert leaves == {row.name for row in result.rows} - joins
     assert all(modules[n]._modules for n in joins)  # a join is its composite module
     # the two derivations of every weight shape (torch's meta pass, the calculator) agree
