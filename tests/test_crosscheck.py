@@ -83,6 +83,17 @@ def test_resnet50_oracle_totals_and_their_conventions():
     assert {"fvcore", "torch", "calculator_macs"} <= set(checked.to_dict()["conventions"])
 
 
+def test_mobilenet_v3_oracle_totals():
+    # torchvision: 5,483,032 params, 0.217 GFLOPS. Hard-swish, hard sigmoid and the gates' products
+    # count 0 for fvcore (unsupported aten::hardswish, aten::hardsigmoid, aten::mul) and for torch.
+    checked = check_model("mobilenet-v3-large", device="cpu", runs=0)
+    t = checked.totals
+    assert checked.ok and t.torch_params == 5_483_032
+    assert t.macs == 216_589_760 and t.torch == 2 * t.macs
+    assert t.fvcore == 216_589_760 + 8_799_616 + 644_448  # + batch norms + adaptive average pools
+    assert {"aten::hardswish", "aten::hardsigmoid", "aten::mul"} <= set(checked.fvcore_unsupported)
+
+
 # ---- the result object ---------------------------------------------------------------------
 
 
