@@ -234,8 +234,8 @@ class _Walker:
         shape, factor = state[0], scale[0]
         if len(factor) != len(shape) or any(f != 1 and f != s for f, s in zip(factor, shape)):
             raise SpecError(f"gate layers give {_dims(factor)}, which does not broadcast over the input {_dims(shape)}")
-        # the product keeps the input's positions (grid, stride) and sees what either factor sees
-        widest = max((state, scale), key=lambda s: s[1][0] * s[1][1])[1]
+        # the product keeps the input's positions (grid, stride) and sees what either factor sees, per axis
+        widest = (max(state[1][0], scale[1][0]), max(state[1][1], scale[1][1]))
         new = (shape, widest, state[2], state[3], max(state[4], scale[4]))
         self._join(path, "mul", f"mul by {_dims(factor)}", state, new)
         return new
