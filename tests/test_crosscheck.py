@@ -265,6 +265,30 @@ def test_residual_and_input_override():
     assert check_model(model, device="cpu", input=(3, 5, 7), batch=2, runs=0).ok
 
 
+def test_gate_chunk_shuffle_and_layer_scale_compute_what_torchvision_does():
+    # squeeze-and-excitation (torchvision.ops.SqueezeExcitation), a ShuffleNet V2 unit (x.chunk(2, dim=1),
+    # cat, channel_shuffle by view / transpose), ConvNeXt's layer scale, stochastic depth in eval mode
+    se = archcalc.Gate(name="se", layers=(archcalc.AdaptiveAvgPool2d(output_size=1), Conv2d(out_channels=2, kernel_size=1),
+                                          ReLU(), Conv2d(out_channels=8, kernel_size=1), archcalc.Hardsigmoid()))
+    unit = archcalc.Concat(name="unit", branches=((archcalc.Chunk(chunks=2, index=0),),
+                                                  (archcalc.Chunk(chunks=2, index=1), Conv2d(out_channels=4, kernel_size=1))))
+    layers = (se, unit, archcalc.ChannelShuffle(groups=2), archcalc.LayerScale(init_value=0.5, name="scale"),
+              archcalc.StochasticDepth(p=0.5, name="drop"))
+    torch.manual_seed(0)
+    net = build_module(Model(name="modern", input=(8, 5, 5), layers=layers)).eval()
+    x = torch.randn(3, 8, 5, 5)
+    fc1, fc2, conv = net.get_submodule("se.1"), net.get_submodule("se.3"), net.get_submodule("unit.1.1")
+    scale = torch.nn.functional.hardsigmoid(fc2(torch.relu(fc1(x.mean((2, 3), keepdim=True)))))
+    y = x * scale
+    y = torch.cat((y[:, :4], conv(y[:, 4:])), dim=1)
+    y = y.view(3, 2, 4, 5, 5).transpose(1, 2).reshape(3, 8, 5, 5)
+    assert net.get_submodule("scale").weight.shape == (8, 1, 1)
+    torch.testing.assert_close(net(x), 0.5 * y)
+    drop = net.get_submodule("drop").train()  # row mode: each sample kept (and scaled by 2) or zeroed
+    out = drop(torch.ones(64, 3))
+    assert set(out.sum(1).tolist()) <= {0.0, 6.0} and 0 < out.sum() < 64 * 6
+
+
 # ---- an oracle's own miscount, shown with evidence (docs/oracles.md) ------------------------
 
 
