@@ -9,9 +9,9 @@ from archcalc.errors import SpecError
 from archcalc.registry import UnknownModelError, list_models, load
 from archcalc.result import CONVENTIONS, Result, Row, Totals
 from archcalc.spec import (
-    GELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ChannelPad, ChannelShuffle, Chunk, Concat, Conv2d, Dropout,
-    Flatten, Gate, Hardsigmoid, Hardswish, Identity, LayerScale, Linear, LocalResponseNorm, MaxPool2d, Model, Node,
-    ReLU, ReLU6, Repeat, Residual, Sequential, Sigmoid, SiLU, Softmax, StochasticDepth, Tanh,
+    GELU, AdaptiveAvgPool2d, Auxiliary, AvgPool2d, BatchNorm2d, ChannelPad, ChannelShuffle, Chunk, Concat, Conv2d,
+    Dropout, Flatten, Gate, Hardsigmoid, Hardswish, Identity, LayerScale, Linear, LocalResponseNorm, MaxPool2d, Model,
+    Node, ReLU, ReLU6, Repeat, Residual, Sequential, Sigmoid, SiLU, Softmax, StochasticDepth, Tanh,
 )
 
 __version__ = "0.1.0"
@@ -49,5 +49,5 @@ __all__ = [
     "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm2d",
     "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",
     "ReLU6", "Hardswish", "Hardsigmoid", "SiLU", "GELU", "Identity", "StochasticDepth", "LayerScale",
-    "ChannelShuffle", "Chunk", "Sequential", "Concat", "Residual", "Gate", "Repeat", "__version__",
+    "ChannelShuffle", "Chunk", "Sequential", "Concat", "Residual", "Gate", "Repeat", "Auxiliary", "__version__",
 ]

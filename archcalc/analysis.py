@@ -10,9 +10,13 @@ import math
 from typing import Callable, Optional, Union, cast
 
 from archcalc.errors import SpecError, shown
+from archcalc.expressions import BlockInput
 from archcalc.ops import GLOBAL, HANDLERS, ChannelsLast, Window, describe
+from archcalc.ops.common import channels
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
-from archcalc.spec import Concat, Conv2d, Gate, Layers, Linear, Model, Node, Repeat, Residual, Sequential, spell_parts
+from archcalc.spec import (
+    Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, Node, Repeat, Residual, Sequential, resolved, spell_parts,
+)
 
 # Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
 # took an eighth of a GoogLeNet's analysis (py-spy).
@@ -35,7 +39,7 @@ def count_layers(layers: Layers, memo: dict[int, int] | None = None) -> int:
     for layer in layers:
         key = id(layer)
         if key not in memo:
-            if isinstance(layer, (Sequential, Gate)):
+            if isinstance(layer, (Sequential, Gate, Auxiliary)):
                 memo[key] = 1 + count_layers(layer.layers, memo)
             elif isinstance(layer, Repeat):
                 memo[key] = 1 + layer.times * count_layers(layer.layers, memo)
@@ -106,6 +110,8 @@ class _Walker:
         self.repeated = 0  # layers the outermost repeats visit, all told
         self.repeating = False
         self.counts: dict[int, int] = {}
+        self.inputs: dict[BlockInput, int] = {}  # what in_channels is for each block being walked
+        self.nodes: dict[tuple, Node] = {}  # layers with in_channels resolved, kept so their ids stay theirs
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], trainable: bool,
                  outer: tuple[int | str, ...], single: bool = False) -> State:
@@ -124,6 +130,8 @@ class _Walker:
         i = 0
         try:
             for i, layer in enumerate(layers):
+                if layer.deferred:  # reads in_channels: this place's values
+                    layer = self.resolved(layer)
                 path = prefix if keys is None else prefix + (keys[i],)
                 key = (id(layer), shape)
                 step = steps.get(key)
@@ -154,6 +162,11 @@ class _Walker:
             raise _trailed(err, layers[i], (i, *outer)) from None
         return (shape, rf, jump, grid, depth)
 
+    def resolved(self, layer: Node) -> Node:
+        """The layer with its in_channels expressions evaluated, one node per distinct result."""
+        node = resolved(layer, self.inputs)
+        return self.nodes.setdefault((id(layer), tuple(node.__dict__[f] for f in layer.deferred)), node)
+
     def step(self, layer: Node, shape: tuple[int, ...]) -> Step:
         handler = HANDLERS.get(layer.__class__)
         if handler is None:
@@ -176,7 +189,18 @@ class _Walker:
         return (output, window, grid, isinstance(layer, WEIGHT_LAYERS), (frozen, trained))
 
     def sequential(self, layer: Sequential, state: State, path: tuple[str, ...], trainable: bool) -> State:
+        if layer.block_input is not None:
+            self.inputs[layer.block_input] = channels(state[0])
         return self.sequence(layer.layers, state, path, trainable, ("." + (layer.block or "sequential"),))
+
+    def auxiliary(self, layer: Auxiliary, state: State, path: tuple[str, ...], trainable: bool) -> State:
+        """Its rows, with their shapes and parameters but no cost: it does not run at inference.
+        The tensor, its receptive field and the depth go on as they came."""
+        start = len(self.rows)
+        self.sequence(layer.layers, state, path, trainable, (".auxiliary",))
+        self.rows[start:] = [row._replace(macs=0, fvcore_flops=0, torch_flops=0, activations=0)
+                             for row in self.rows[start:]]
+        return state
 
     def repeat(self, layer: Repeat, state: State, path: tuple[str, ...], trainable: bool) -> State:
         layers = layer.layers
@@ -249,8 +273,8 @@ class _Walker:
 
 
 _COMPOSITES: dict[type[Node], Callable[..., State]] = {  # how the walk visits each composite
-    Sequential: _Walker.sequential, Repeat: _Walker.repeat, Concat: _Walker.concat, Residual: _Walker.residual,
-    Gate: _Walker.gate,
+    Sequential: _Walker.sequential, Auxiliary: _Walker.auxiliary, Repeat: _Walker.repeat, Concat: _Walker.concat,
+    Residual: _Walker.residual, Gate: _Walker.gate,
 }
 
 
@@ -276,6 +300,8 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         raise SpecError(f"input must be C x H x W or F of positive integers, got {shown(shape)}")
     file = model.where.file if model.where else None
     walker = _Walker(batch)
+    if model.block_input is not None:
+        walker.inputs[model.block_input] = channels(shape)
     try:
         start: State = (shape, (1, 1), (1, 1), shape[1:] if len(shape) == 3 else (1, 1), 0)
         final = walker.sequence(model.layers, start, (), True, ("layers",))

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Optional, TypeVar, Union
 
 from archcalc.errors import SpecError, shown
+from archcalc.expressions import BlockInput, has_deferred, resolve_value
 
 IntPair = Union[int, tuple[int, int]]
 
@@ -109,6 +110,8 @@ class Node:
     """Anything that can stand in a `layers:` list."""
 
     OP: ClassVar[str] = ""
+    # fields holding an expression that reads `in_channels`, resolved by the walk (`resolved`)
+    deferred: ClassVar[tuple[str, ...]] = ()
     name: str | None = None
     trainable: bool = True
     where: Where | None = field(default=None, compare=False, repr=False)
@@ -140,11 +143,21 @@ class Node:
         state = self.__dict__  # read and written directly: a frozen dataclass's setattr refuses, and is slow
         for field_name in given:
             value = state[field_name]
+            if has_deferred(value):  # checked once the walk knows in_channels
+                state["deferred"] = (*self.deferred, field_name)
+                continue
             rule = rules.get(field_name)
             if rule is not None and value is not rule[0] and not rule[1](value):
                 raise SpecError(f"{field_name} must be {rule[2]}, got {shown(value)}", op=self.OP)
             if isinstance(value, list):
                 state[field_name] = tuple(value)
+
+
+def resolved(node: N, inputs: Mapping[BlockInput, int]) -> N:
+    """`node` with its `in_channels` expressions evaluated for the blocks' inputs the walk has reached."""
+    values = {name: resolve_value(node.__dict__[name], inputs) for name in node.deferred}
+    fields_ = {key: value for key, value in node.__dict__.items() if key not in ("where", "deferred")}
+    return node.__class__.from_spec({**fields_, **values}, node.where, check=values)
 
 
 def _name_ok(value) -> bool:
@@ -172,7 +185,7 @@ def class_info(cls: type[Node]) -> ClassInfo:
                 "trainable": (True, lambda v: v.__class__ is bool, "true or false"),
                 **{f.name: (f.default, *_rule(f.metadata["kind"])) for f in fields(cls) if "kind" in f.metadata},
             },
-            arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where")),
+            arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where", "block_input")),
             required=tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
             defaults={f.name: f.default for f in fields(cls) if f.default is not MISSING},
         )
@@ -374,6 +387,8 @@ class Sequential(Node):
     OP: ClassVar[str] = "sequential"
     layers: Layers = ()
     block: str | None = None
+    # what `in_channels` stands for in the block's expressions: set to its input by the walk
+    block_input: BlockInput | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -413,7 +428,16 @@ class Repeat(Node):
     layers: Layers = ()
 
 
-COMPOSITES: tuple[type[Node], ...] = (Sequential, Concat, Residual, Gate, Repeat)
+@dataclass(frozen=True, kw_only=True)
+class Auxiliary(Node):
+    """Layers on the current tensor whose parameters count but which do not run at inference, and
+    whose output is dropped (Inception-v3's auxiliary classifier, used only to train)."""
+
+    OP: ClassVar[str] = "auxiliary"
+    layers: Layers = ()
+
+
+COMPOSITES: tuple[type[Node], ...] = (Sequential, Concat, Residual, Gate, Repeat, Auxiliary)
 LEAF_OPS: dict[str, type[Node]] = {
     cls.OP: cls
     for cls in (
@@ -434,6 +458,7 @@ class Model:
     description: str = ""
     source: str = ""
     where: Where | None = field(default=None, compare=False, repr=False)
+    block_input: BlockInput | None = field(default=None, compare=False, repr=False)  # `in_channels` at the top
 
     def __post_init__(self) -> None:
         shape = self.input

@@ -20,7 +20,8 @@ from archcalc import spec as S
 from archcalc.analysis import child_keys, run
 from archcalc.errors import SpecError
 from archcalc.registry import SpecLike, load
-from archcalc.spec import Layers, Model, Node, pair
+from archcalc.expressions import BlockInput
+from archcalc.spec import Layers, Model, Node, pair, resolved
 
 
 # ---- composite modules ------------------------------------------------------------------
@@ -80,6 +81,17 @@ class Gate(Sequence):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * super().forward(x)
+
+
+class Auxiliary(Sequence):
+    """Layers whose parameters are part of the network but which do not run at inference:
+    the input passes through (Inception-v3's auxiliary classifier, a training-time head)."""
+
+    def __init__(self, children: Mapping[str, nn.Module]) -> None:
+        super().__init__(children, kind="auxiliary")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 class ChannelPad(nn.Module):
@@ -200,6 +212,12 @@ class _Builder:
 
     def __init__(self) -> None:
         self.frozen: list[nn.Module] = []  # leaves under `trainable: false`
+        self.inputs: dict[BlockInput, int] = {}  # what in_channels is for each block being built
+
+    @staticmethod
+    def width(x: torch.Tensor) -> int:
+        """What `in_channels` means for this tensor: C of a (B, C, H, W) map, else the last dim."""
+        return x.shape[1] if x.dim() == 4 else x.shape[-1]
 
     def children(self, layers: Layers, x: torch.Tensor, path: Path, trainable: bool) -> tuple[dict, torch.Tensor]:
         built = {}
@@ -216,6 +234,8 @@ class _Builder:
 
     def layer(self, layer: Node, x: torch.Tensor, path: Path, trainable: bool) -> tuple[nn.Module, torch.Tensor]:
         trainable = trainable and layer.trainable
+        if layer.deferred:
+            layer = resolved(layer, self.inputs)
         make = LEAF_BUILDERS.get(type(layer))
         if make is not None:
             module = make(layer, x.shape)
@@ -223,11 +243,16 @@ class _Builder:
                 self.frozen.append(module)
             return module, module(x)
         if isinstance(layer, S.Sequential):
+            if layer.block_input is not None:
+                self.inputs[layer.block_input] = self.width(x)
             built, x = self.children(layer.layers, x, path, trainable)
             return _located(Sequence, path, built, layer.block or "sequential"), x
         if isinstance(layer, S.Gate):
             built, y = self.children(layer.layers, x, path, trainable)
             return _located(Gate, path, built), x * y
+        if isinstance(layer, S.Auxiliary):
+            built, _ = self.children(layer.layers, x, path, trainable)
+            return _located(Auxiliary, path, built), x
         if isinstance(layer, S.Repeat):
             copies = {}
             for i in range(layer.times):
@@ -282,6 +307,8 @@ def build_module(
     builder = _Builder()
     with torch.device("meta"):
         x = torch.empty((2, *shape))  # 2: batch norm in training mode refuses one value per channel
+        if model.block_input is not None:
+            builder.inputs[model.block_input] = builder.width(x)
         children, _ = builder.children(model.layers, x, (), True)
         net = _located(Network, (), children, model)
     net.to_empty(device=device)

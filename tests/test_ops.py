@@ -294,3 +294,20 @@ def test_gate_of_the_same_shape_and_one_that_does_not_broadcast():
         archcalc.analyze(Model(name="t", input=(8, 10, 10), layers=[wrong]))
     with pytest.raises(SpecError, match="gate has no layers"):
         archcalc.analyze(Model(name="t", input=(8, 10, 10), layers=[archcalc.Gate(layers=[])]))
+
+
+def test_auxiliary_counts_parameters_but_runs_nothing_at_inference() -> None:
+    from archcalc.spec import Auxiliary, Flatten
+
+    head = [AdaptiveAvgPool2d(output_size=1), Flatten(), Linear(out_features=10)]
+    body = [Conv2d(out_channels=8, kernel_size=3)]
+    net = Model(name="n", input=(3, 32, 32), layers=(*body, Auxiliary(layers=head), Conv2d(out_channels=16, kernel_size=3)))
+    plain = Model(name="p", input=(3, 32, 32), layers=(*body, Conv2d(out_channels=16, kernel_size=3)))
+    with_aux, without = archcalc.analyze(net), archcalc.analyze(plain)
+    assert with_aux.total.params == without.total.params + 8 * 10 + 10
+    assert (with_aux.total.macs, with_aux.total.activations, with_aux.total.depth) == (
+        without.total.macs, without.total.activations, without.total.depth)
+    aux_rows = [r for r in with_aux.rows if r.path[0] == "1"]
+    assert [r.output_shape for r in aux_rows] == [(1, 8, 1, 1), (1, 8), (1, 10)]
+    assert all(r.macs == r.activations == 0 for r in aux_rows)
+    assert with_aux.rows[-1].receptive_field == without.rows[-1].receptive_field == (5, 5)
