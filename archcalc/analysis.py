@@ -15,7 +15,7 @@ from archcalc.ops import GLOBAL, HANDLERS, ChannelsLast, Window, describe
 from archcalc.ops.common import channels
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import (
-    Auxiliary, Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential, resolved, spell_parts,
+    Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, Node, Repeat, Residual, Sequential, resolved, spell_parts,
 )
 
 # Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
@@ -39,7 +39,7 @@ def count_layers(layers: Layers, memo: dict[int, int] | None = None) -> int:
     for layer in layers:
         key = id(layer)
         if key not in memo:
-            if isinstance(layer, (Sequential, Auxiliary)):
+            if isinstance(layer, (Sequential, Gate, Auxiliary)):
                 memo[key] = 1 + count_layers(layer.layers, memo)
             elif isinstance(layer, Repeat):
                 memo[key] = 1 + layer.times * count_layers(layer.layers, memo)
@@ -246,14 +246,26 @@ class _Walker:
             short = self.sequence(layer.shortcut, state, path + ("shortcut",), trainable, (".residual.shortcut",),
                                   len(layer.shortcut) == 1)
         if new[0] != short[0]:
-            fmt = lambda s: "x".join(map(str, s))  # noqa: E731
-            raise SpecError(f"residual body gives {fmt(new[0])} but the shortcut gives {fmt(short[0])}")
+            raise SpecError(f"residual body gives {_dims(new[0])} but the shortcut gives {_dims(short[0])}")
         new = _merge([new, short], new[0])
         self._join(path, "add", "add (projection shortcut)" if layer.shortcut else "add (identity shortcut)", state, new)
         return new
 
+    def gate(self, layer: Gate, state: State, path: tuple[str, ...], trainable: bool) -> State:
+        if not layer.layers:
+            raise SpecError("gate has no layers")
+        scale = self.sequence(layer.layers, state, path, trainable, (".gate",))
+        shape, factor = state[0], scale[0]
+        if len(factor) != len(shape) or any(f != 1 and f != s for f, s in zip(factor, shape)):
+            raise SpecError(f"gate layers give {_dims(factor)}, which does not broadcast over the input {_dims(shape)}")
+        # the product keeps the input's positions (grid, stride) and sees what either factor sees, per axis
+        widest = (max(state[1][0], scale[1][0]), max(state[1][1], scale[1][1]))
+        new = (shape, widest, state[2], state[3], max(state[4], scale[4]))
+        self._join(path, "mul", f"mul by {_dims(factor)}", state, new)
+        return new
+
     def _join(self, path, op: str, description: str, before: State, after: State) -> None:
-        """The row of a concat or residual add: no parameters, no multiply-adds."""
+        """The row of a concat, residual add or gate's mul: no parameters, no multiply-adds."""
         n = self.batch
         shape = after[0]
         self.rows.append(_new(Row, (path, op, description, (n, *before[0]), (n, *shape), 0, 0, 0, 0, 0,
@@ -261,8 +273,13 @@ class _Walker:
 
 
 _COMPOSITES: dict[type[Node], Callable[..., State]] = {  # how the walk visits each composite
-    Sequential: _Walker.sequential, Auxiliary: _Walker.auxiliary, Repeat: _Walker.repeat, Concat: _Walker.concat, Residual: _Walker.residual,
+    Sequential: _Walker.sequential, Auxiliary: _Walker.auxiliary, Repeat: _Walker.repeat, Concat: _Walker.concat,
+    Residual: _Walker.residual, Gate: _Walker.gate,
 }
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
 def _merge(states: list[State], shape: tuple[int, ...]) -> State:

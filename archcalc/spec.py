@@ -44,7 +44,7 @@ def spell_parts(parts: Iterable[int | str]) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else part for part in parts)
 
 
-def arg(kind: str, default=None, *, required: bool = False):
+def arg(kind: str | tuple[str, ...], default=None, *, required: bool = False):
     """A spec field with a validation kind (see `_CHECKS`)."""
     if required:
         return field(metadata={"kind": kind})
@@ -86,7 +86,15 @@ _CHECKS = {
     "prob": (lambda v: _is_number(v) and 0 <= v <= 1, "a number between 0 and 1"),
     "pos_number": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "number": (_is_number, "a number"),
+    "nonneg_int": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
 }
+
+
+def _rule(kind: str | tuple[str, ...]) -> tuple[Callable[[object], bool], str]:
+    """A kind's check and words; a tuple of strings is a choice among them."""
+    if isinstance(kind, tuple):
+        return (lambda v: v.__class__ is str and v in kind), " or ".join(map(repr, kind))
+    return _CHECKS[kind]
 
 
 def pair(value: IntPair) -> tuple[int, int]:
@@ -176,7 +184,7 @@ def class_info(cls: type[Node]) -> ClassInfo:
             rules={
                 "name": (None, _name_ok, "a non-empty string without '.' or spaces"),
                 "trainable": (True, lambda v: v.__class__ is bool, "true or false"),
-                **{f.name: (f.default, *_CHECKS[f.metadata["kind"]]) for f in fields(cls) if "kind" in f.metadata},
+                **{f.name: (f.default, *_rule(f.metadata["kind"])) for f in fields(cls) if "kind" in f.metadata},
             },
             arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where", "block_input")),
             required=tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
@@ -278,6 +286,37 @@ class Tanh(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReLU6(Node):
+    OP: ClassVar[str] = "relu6"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hardswish(Node):
+    OP: ClassVar[str] = "hardswish"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hardsigmoid(Node):
+    OP: ClassVar[str] = "hardsigmoid"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiLU(Node):
+    OP: ClassVar[str] = "silu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GELU(Node):
+    OP: ClassVar[str] = "gelu"
+    approximate: str = arg(("none", "tanh"), "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Identity(Node):
+    OP: ClassVar[str] = "identity"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Softmax(Node):
     OP: ClassVar[str] = "softmax"
     dim: int = arg("int", 1)
@@ -287,6 +326,23 @@ class Softmax(Node):
 class Dropout(Node):
     OP: ClassVar[str] = "dropout"
     p: float = arg("prob", 0.5)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StochasticDepth(Node):
+    """Drops a residual branch per sample (`row`) or for the whole batch in training; the identity at inference."""
+
+    OP: ClassVar[str] = "stochasticdepth"
+    p: float = arg("prob", required=True)
+    mode: str = arg(("row", "batch"), "row")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerScale(Node):
+    """A learned per-channel scale, initialised to init_value (ConvNeXt, CaiT)."""
+
+    OP: ClassVar[str] = "layerscale"
+    init_value: float = arg("number", 1e-6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,6 +357,23 @@ class ChannelPad(Node):
 
     OP: ClassVar[str] = "channelpad"
     out_channels: int = arg("pos_int", required=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelShuffle(Node):
+    """Interleaves `groups` groups of channels (ShuffleNet): C = groups x n, channel g*n+i goes to i*groups+g."""
+
+    OP: ClassVar[str] = "channelshuffle"
+    groups: int = arg("pos_int", required=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chunk(Node):
+    """Chunk `index` of torch.chunk(x, chunks, dim=1): channels split into parts of ceil(C / chunks)."""
+
+    OP: ClassVar[str] = "chunk"
+    chunks: int = arg("pos_int", required=True)
+    index: int = arg("nonneg_int", required=True)
 
 
 # ---- composites -----------------------------------------------------------------------
@@ -342,6 +415,14 @@ class Residual(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Gate(Node):
+    """x * layers(x), the layers' output broadcast over x (squeeze-and-excitation: C x 1 x 1 against C x H x W)."""
+
+    OP: ClassVar[str] = "gate"
+    layers: Layers = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Repeat(Node):
     OP: ClassVar[str] = "repeat"
     times: int = arg("pos_int", required=True)
@@ -357,12 +438,13 @@ class Auxiliary(Node):
     layers: Layers = ()
 
 
-COMPOSITES: tuple[type[Node], ...] = (Sequential, Concat, Residual, Repeat, Auxiliary)
+COMPOSITES: tuple[type[Node], ...] = (Sequential, Concat, Residual, Gate, Repeat, Auxiliary)
 LEAF_OPS: dict[str, type[Node]] = {
     cls.OP: cls
     for cls in (
         Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Linear, BatchNorm2d, LocalResponseNorm,
         ReLU, Sigmoid, Tanh, Softmax, Dropout, Flatten, ChannelPad,
+        ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Identity, StochasticDepth, LayerScale, ChannelShuffle, Chunk,
     )
 }
 

@@ -19,12 +19,13 @@ from typing import Any, Callable, Mapping, Optional
 from archcalc.errors import SpecError, shown
 from archcalc.expressions import IN_CHANNELS, BlockInput, Deferred, evaluate, is_expression
 from archcalc.spec import (
-    LEAF_OPS, Auxiliary, Concat, Node, Repeat, Residual, Sequential, SpecPath, Where, class_info, spell,
+    LEAF_OPS, Auxiliary, Concat, Gate, Node, Repeat, Residual, Sequential, SpecPath, Where, class_info, spell,
 )
 from archcalc.yamlfile import LDict, LList
 
 LAYER_KEYS = ("name", "trainable")
-COMPOSITE_OPS = ("sequential", "concat", "residual", "repeat", "auxiliary")
+COMPOSITE_OPS = ("sequential", "concat", "residual", "gate", "repeat", "auxiliary")
+LIST_OPS = ("sequential", "gate", "auxiliary")  # composites whose argument is one list of layers (a `$param` may stand for it)
 MAX_SPEC_NODES = 50_000  # layers written out after expanding blocks (repeats stay shared)
 MAX_NESTING = 64
 # A block argument of one of these types is told apart from another by its value; any other
@@ -176,7 +177,7 @@ class _Call:
 
 
 class _Composite:
-    """sequential, concat, residual or repeat holding something to substitute: its layer lists
+    """sequential, gate, concat, residual or repeat holding something to substitute: its layer lists
     (and repeat's times) built per build."""
 
     __slots__ = ("cls", "op", "line", "where", "lists", "times", "extra")
@@ -288,8 +289,9 @@ class _Block:
 
 
 # where each composite's layer lists stand in a spec path
-_PARTS = {("sequential", "layers"): ".sequential", ("auxiliary", "layers"): ".auxiliary", ("residual", "body"): ".residual.body",
-          ("residual", "shortcut"): ".residual.shortcut", ("repeat", "layers"): ".repeat.layers"}
+_PARTS = {("sequential", "layers"): ".sequential", ("gate", "layers"): ".gate", ("auxiliary", "layers"): ".auxiliary",
+          ("residual", "body"): ".residual.body", ("residual", "shortcut"): ".residual.shortcut",
+          ("repeat", "layers"): ".repeat.layers"}
 
 
 def _times(times, line: int | None) -> int:
@@ -414,7 +416,7 @@ class Compiler:
                 return _Call(op, Where(self.file, line), args, self.fields(args, args, scoped, line), extra)
             return _Call(op, Where(self.file, line), args, None, extra)
         if op in COMPOSITE_OPS:
-            if op not in ("sequential", "auxiliary") and scoped and isinstance(args, str) and args.startswith("$"):
+            if op not in LIST_OPS and scoped and isinstance(args, str) and args.startswith("$"):
                 return _Late(op, args, line, extra)
             return self.composite(op, args, scoped, line, extra)
         known = [*LEAF_OPS, *COMPOSITE_OPS, *self.blocks, *self.imported]
@@ -459,12 +461,14 @@ class Compiler:
         return _Fixed(template.build(_COMPILING, None, None), 0, line)
 
     def composite(self, op: str, args, scoped: bool, line: int | None, extra: tuple[Field, ...]):
-        cls: type[Node] = {"sequential": Sequential, "concat": Concat, "residual": Residual, "repeat": Repeat,
-                           "auxiliary": Auxiliary}[op]
+        cls: type[Node] = {
+            "sequential": Sequential, "gate": Gate, "concat": Concat, "residual": Residual, "repeat": Repeat,
+            "auxiliary": Auxiliary,
+        }[op]
         lists: dict[str, Any] = {}
         times = None
         try:
-            if op in ("sequential", "auxiliary"):
+            if op in LIST_OPS:
                 lists["layers"] = self.layers(args, scoped, line)
             elif op == "concat":
                 if not isinstance(args, list) or not args:

@@ -73,6 +73,16 @@ class Residual(nn.Module):
         return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
 
 
+class Gate(Sequence):
+    """`x * layers(x)`, the layers' output broadcast over x (squeeze-and-excitation)."""
+
+    def __init__(self, children: Mapping[str, nn.Module]) -> None:
+        super().__init__(children, "gate")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * super().forward(x)
+
+
 class Auxiliary(Sequence):
     """Layers whose parameters are part of the network but which do not run at inference:
     the input passes through (Inception-v3's auxiliary classifier, a training-time head)."""
@@ -96,6 +106,57 @@ class ChannelPad(nn.Module):
 
     def extra_repr(self) -> str:
         return f"out_channels={self.out_channels}"
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth: in training, zeroes a sample (`row`) or the whole batch with
+    probability p and scales the rest by 1 / (1 - p); the identity in eval mode."""
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        keep = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * keep.div_(1.0 - self.p) if self.p < 1.0 else x * keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+
+class LayerScale(nn.Module):
+    """A learned scale per channel: `weight` is C x 1 x 1 on a (batched) 4-d input, read as a
+    channels-first map (ConvNeXt's `layer_scale`), else shaped as the last dim (tokens, vectors)."""
+
+    def __init__(self, shape: torch.Size, init_value: float) -> None:
+        super().__init__()
+        self.init_value = init_value
+        self.weight = nn.Parameter(torch.empty((shape[1], 1, 1) if len(shape) == 4 else (shape[-1],)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.fill_(self.init_value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+class Chunk(nn.Module):
+    """`x.chunk(chunks, dim=1)[index]`."""
+
+    def __init__(self, chunks: int, index: int) -> None:
+        super().__init__()
+        self.chunks, self.index = chunks, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.chunk(self.chunks, dim=1)[self.index]
+
+    def extra_repr(self) -> str:
+        return f"chunks={self.chunks}, index={self.index}"
 
 
 class Network(Sequence):
@@ -133,6 +194,16 @@ LEAF_BUILDERS: dict[type[Node], Callable[[Any, torch.Size], nn.Module]] = {
     S.Dropout: lambda s, shape: nn.Dropout(s.p),
     S.Flatten: lambda s, shape: nn.Flatten(),
     S.ChannelPad: lambda s, shape: ChannelPad(s.out_channels),
+    S.ReLU6: lambda s, shape: nn.ReLU6(),
+    S.Hardswish: lambda s, shape: nn.Hardswish(),
+    S.Hardsigmoid: lambda s, shape: nn.Hardsigmoid(),
+    S.SiLU: lambda s, shape: nn.SiLU(),
+    S.GELU: lambda s, shape: nn.GELU(s.approximate),
+    S.Identity: lambda s, shape: nn.Identity(),
+    S.StochasticDepth: lambda s, shape: StochasticDepth(s.p, s.mode),
+    S.LayerScale: lambda s, shape: LayerScale(shape, s.init_value),
+    S.ChannelShuffle: lambda s, shape: nn.ChannelShuffle(s.groups),
+    S.Chunk: lambda s, shape: Chunk(s.chunks, s.index),
 }
 
 
@@ -176,6 +247,9 @@ class _Builder:
                 self.inputs[layer.block_input] = self.width(x)
             built, x = self.children(layer.layers, x, path, trainable)
             return _located(Sequence, path, built, layer.block or "sequential"), x
+        if isinstance(layer, S.Gate):
+            built, y = self.children(layer.layers, x, path, trainable)
+            return _located(Gate, path, built), x * y
         if isinstance(layer, S.Auxiliary):
             built, _ = self.children(layer.layers, x, path, trainable)
             return _located(Auxiliary, path, built), x
