@@ -12,7 +12,9 @@ from typing import Callable, Optional, Union, cast
 from archcalc.errors import SpecError, shown
 from archcalc.ops import GLOBAL, HANDLERS, Window, describe
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
-from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential, spell_parts
+from archcalc.spec import (
+    MAX_SIZE, Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential, spell_parts, too_big, valid_input,
+)
 
 # Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
 # took an eighth of a GoogLeNet's analysis (py-spy).
@@ -57,7 +59,7 @@ def child_keys(layers: Layers) -> list[str]:
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         layer = layers[keys.index(dup)]
-        raise SpecError(f"two layers in the same list are named {dup!r}", op=layer.OP).located(
+        raise SpecError(f"two layers in the same list are named {shown(dup)}", op=layer.OP).located(
             file=layer.where.file if layer.where else None, line=layer.where.line if layer.where else None
         )
     return keys
@@ -124,6 +126,8 @@ class _Walker:
                     visit = _COMPOSITES.get(layer.__class__)
                     if visit is not None:  # its rows, and a Group spanning them before its children's groups
                         start, index = len(rows), len(groups)
+                        if start + index > MAX_LAYERS:  # a Model made in Python can share one node everywhere
+                            raise SpecError(f"the model expands to more than {MAX_LAYERS:,} layers")
                         groups.append(None)
                         shape, rf, jump, grid, depth = visit(
                             self, layer, (shape, rf, jump, grid, depth), path, trainable and layer.trainable)
@@ -243,13 +247,16 @@ def _merge(states: list[State], shape: tuple[int, ...]) -> State:
 
 def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32") -> Result:
     """Analyse a model spec: every leaf layer's shape and cost, and the totals."""
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise SpecError(f"batch must be a positive integer, got {batch!r}")
-    if dtype not in DTYPE_BYTES:
-        raise SpecError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
-    shape = tuple(input) if input is not None else model.input
-    if not (len(shape) in (1, 3) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
-        raise SpecError(f"input must be C x H x W or F of positive integers, got {shown(shape)}")
+    if not isinstance(model, Model):
+        raise SpecError(f"model must be a Model, got {shown(model)}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_SIZE:
+        raise SpecError(f"batch must be a positive integer, got {shown(batch)}{too_big(batch)}")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+        raise SpecError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {shown(dtype)}")
+    shape = model.input if input is None else input
+    if not valid_input(shape):
+        raise SpecError(f"input must be C x H x W or F of positive integers, got {shown(shape)}{too_big(shape)}")
+    shape = tuple(shape)
     file = model.where.file if model.where else None
     walker = _Walker(batch)
     try:
