@@ -101,6 +101,7 @@ class _Walker:
         self.repeated = 0  # layers the outermost repeats visit, all told
         self.repeating = False
         self.counts: dict[int, int] = {}
+        self.fractional = False  # whether a receptive field or jump may hold a Fraction (rows round them up)
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], trainable: bool,
                  outer: tuple[int | str, ...], single: bool = False) -> State:
@@ -163,6 +164,8 @@ class _Walker:
             grid = output[1:] if len(output) == 3 else (1, 1) if window == GLOBAL else None
         if window is not None and not isinstance(window, str):  # kept as the receptive field's growth
             window = (window[0] - 1, window[1] - 1, window[2], window[3])
+            if not all(v.__class__ is int for v in window):  # an upsampling adaptive pool's Fractions
+                self.fractional = True
             if window == (0, 0, 1, 1):  # 1x1, stride 1: widens nothing
                 window = None
         op, description, given, made = layer.OP, describe(layer), (n, *shape), (n, *output)
@@ -239,10 +242,17 @@ _COMPOSITES: dict[type[Node], Callable[..., State]] = {  # how the walk visits e
 
 
 def _merge(states: list[State], shape: tuple[int, ...]) -> State:
-    """Join of parallel paths: the widest receptive field and the deepest path win."""
-    widest = max(states, key=lambda s: s[1][0] * s[1][1])
-    grid = shape[1:] if len(shape) == 3 else widest[3]
-    return (shape, widest[1], widest[2], grid, max(s[4] for s in states))
+    """Join of parallel paths, per axis: the widest receptive field and the largest jump (a 7x1 branch
+    beside a 3x3 one sees 7x3; the branches are taken as centred alike, as equal output sizes make
+    stride-1 branches), the largest grid a flat input's features index; and the deepest path."""
+    rf = (max(s[1][0] for s in states), max(s[1][1] for s in states))
+    jump = (max(s[2][0] for s in states), max(s[2][1] for s in states))
+    grid = shape[1:] if len(shape) == 3 else (max(s[3][0] for s in states), max(s[3][1] for s in states))
+    return (shape, rf, jump, grid, max(s[4] for s in states))
+
+
+def _ceil(pair: tuple) -> tuple[int, int]:
+    return (math.ceil(pair[0]), math.ceil(pair[1]))
 
 
 def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32") -> Result:
@@ -268,6 +278,8 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     except RecursionError:
         raise SpecError(f"{model.name} nests composites too deeply", file=file) from None
     rows = tuple(walker.rows)
+    if walker.fractional:
+        rows = tuple(row._replace(receptive_field=_ceil(row.receptive_field), stride=_ceil(row.stride)) for row in rows)
     size = DTYPE_BYTES[dtype]
     summed = dict.fromkeys(("params", "trainable_params", "macs", "fvcore_flops", "torch_flops", "activations"), 0)
     for name, column in zip(Row._fields, zip(*rows)):
