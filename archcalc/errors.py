@@ -52,7 +52,7 @@ class SpecError(ValueError):
             where = f"{file}:{self.line}: " if self.line else f"{file}: "
         if self.path:
             path = visible(self.path)
-            where += f"{path} ({visible(self.op)}): " if self.op else f"{path}: "
+            where += f"{path} ({visible(self.op, 60)}): " if self.op else f"{path}: "
         return f"{where}{visible(self.reason, 3 * MAX_SHOWN)}"
 
     def __reduce__(self):  # keep the keyword-only fields through pickling
