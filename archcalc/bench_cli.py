@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from archcalc.cli_common import fail
-from archcalc.errors import INSTALL_ORACLES
+from archcalc.errors import INSTALL_ORACLES, visible
 from archcalc.registry import list_models
 
 ListOption = Optional[list[str]]
@@ -155,4 +155,4 @@ def bench(
             write_all(files, out.parent)  # each file atomically: an interrupted run leaves the old report
         except OSError as err:  # a read-only folder, a full disk
             fail(f"cannot write the report to {out.parent}: {err.strerror or err}")
-        print("\nwrote " + ", ".join(str(out.parent / name) for name in files))
+        print("\nwrote " + ", ".join(visible(str(out.parent / name)) for name in files))

@@ -361,3 +361,17 @@ def test_check_sees_another_models_chart_relabelled_with_another_version(tmp_pat
     assert writer.version_drift(["img/lenet.png"], tmp_path, files) == {"img/lenet.png": "matplotlib 0.1"}
     (tmp_path / "img/lenet.png").write_bytes(_relabelled(alexnet, "matplotlib 0.1"))  # another model's chart
     assert writer.version_drift(["img/lenet.png"], tmp_path, files) == {}
+
+
+def test_the_readme_states_the_limits_the_code_applies() -> None:
+    from archcalc.analysis import MAX_LAYERS
+    from archcalc.spec import MAX_SIZE
+    from archcalc.templates import MAX_NESTING, MAX_SPEC_NODES
+    from archcalc.yamlfile import MAX_FILE_BYTES
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    limits = readme.split("**Limits.**", 1)[1].split("\n\n", 2)[1]  # the table after the sentence
+    for figure in (f"{MAX_FILE_BYTES // 2**20} MiB", f"{MAX_SIZE:,}", f"{sys.get_int_max_str_digits():,} digits",
+                   f"| {MAX_SPEC_NODES:,} (repeats", f"| {MAX_LAYERS:,} |", f"| {MAX_NESTING} |",
+                   f"| {MAX_SPEC_NODES:,} items |"):
+        assert figure in limits, figure
