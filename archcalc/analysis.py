@@ -164,8 +164,8 @@ class _Walker:
             grid = output[1:] if len(output) == 3 else (1, 1) if window == GLOBAL else None
         if window is not None and not isinstance(window, str):  # kept as the receptive field's growth
             window = (window[0] - 1, window[1] - 1, window[2], window[3])
-            if not all(v.__class__ is int for v in window):  # an upsampling adaptive pool's Fractions
-                self.fractional = True
+            if window[0].__class__ is not int or window[1].__class__ is not int:  # an upsampling adaptive pool's
+                self.fractional = True  # Fractions (its kernel and stride are both one on that axis)
             if window == (0, 0, 1, 1):  # 1x1, stride 1: widens nothing
                 window = None
         op, description, given, made = layer.OP, describe(layer), (n, *shape), (n, *output)

@@ -74,7 +74,8 @@ def _pair_ok(value, minimum: int) -> bool:
     return (
         isinstance(value, (tuple, list))
         and len(value) == 2
-        and _is_size(value[0], minimum) and _is_size(value[1], minimum)
+        and _is_int(value[0]) and _is_int(value[1])
+        and minimum <= value[0] <= MAX_SIZE and minimum <= value[1] <= MAX_SIZE
     )
 
 
@@ -92,9 +93,9 @@ def too_big(value) -> str:
 
 # kind -> (check, what a valid value is, in words)
 _CHECKS = {
-    "pos_int": (lambda v: _is_size(v, 1), "a positive integer"),
-    "opt_pos_int": (lambda v: v is None or _is_size(v, 1), "a positive integer"),
-    "int": (lambda v: _is_size(v, -MAX_SIZE), "an integer"),
+    "pos_int": (lambda v: _is_int(v) and 1 <= v <= MAX_SIZE, "a positive integer"),
+    "opt_pos_int": (lambda v: v is None or (_is_int(v) and 1 <= v <= MAX_SIZE), "a positive integer"),
+    "int": (lambda v: _is_int(v) and -MAX_SIZE <= v <= MAX_SIZE, "an integer"),
     "pos_pair": (lambda v: _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
     "opt_pos_pair": (lambda v: v is None or _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
     "nonneg_pair": (lambda v: _pair_ok(v, 0), "a non-negative integer or [h, w] of non-negative integers"),
