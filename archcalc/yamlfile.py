@@ -15,6 +15,7 @@ _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # The largest spec file read: 36 times the largest built-in (7 KB). PyYAML reads about 0.1 to 0.5 MB a
 # second, compiling and analysing such a file (5,000 layers) takes as long again.
 MAX_FILE_BYTES = 2**18
+MAX_MERGED = 100_000  # keys that merge keys may copy in one file
 
 
 class LDict(dict):
@@ -54,11 +55,14 @@ def _mapping(loader: _Loader, node: yaml.MappingNode):
         if key_node.tag != "tag:yaml.org,2002:merge":
             continue
         sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-        for source_node in sources:
+        for source_node in dict.fromkeys(sources):  # a mapping listed twice adds nothing the second time
             source = loader.construct_object(source_node, deep=True)
             if not isinstance(source, dict):
                 raise SpecError("a merge key (<<) takes a mapping or a list of mappings",
                                 line=source_node.start_mark.line + 1)
+            loader.merged = getattr(loader, "merged", 0) + len(source)
+            if loader.merged > MAX_MERGED:  # aliases can merge a large mapping again and again
+                raise SpecError(f"merge keys (<<) copy more than {MAX_MERGED:,} keys", line=key_node.start_mark.line + 1)
             for key, value in source.items():
                 if key not in merged:
                     merged[key], merged_lines[key] = value, getattr(source, "lines", {}).get(key, source_node.start_mark.line + 1)
