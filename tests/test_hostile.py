@@ -367,11 +367,11 @@ def test_the_readme_states_the_limits_the_code_applies() -> None:
     from archcalc.analysis import MAX_LAYERS
     from archcalc.spec import MAX_SIZE
     from archcalc.templates import MAX_NESTING, MAX_SPEC_NODES
-    from archcalc.yamlfile import MAX_FILE_BYTES
+    from archcalc.yamlfile import MAX_FILE_BYTES, MAX_MERGED
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     limits = readme.split("**Limits.**", 1)[1].split("\n\n", 2)[1]  # the table after the sentence
     for figure in (f"{MAX_FILE_BYTES // 2**10} KiB", f"{MAX_SIZE:,}", f"{sys.get_int_max_str_digits():,} digits",
                    f"| {MAX_SPEC_NODES:,} (repeats", f"| {MAX_LAYERS:,} |", f"| {MAX_NESTING} |",
-                   f"| {MAX_SPEC_NODES:,} items |"):
+                   f"| {MAX_SPEC_NODES:,} items |", f"in one file | {MAX_MERGED:,} |"):
         assert figure in limits, figure
