@@ -188,6 +188,7 @@ def class_info(cls: type[Node]) -> ClassInfo:
             rules={
                 "name": (None, _name_ok, NAME_RULE),
                 "trainable": (True, lambda v: v.__class__ is bool, "true or false"),
+                "where": (None, lambda v: isinstance(v, Where), "a Where(file, line) or None"),
                 **{f.name: (f.default, *_CHECKS[f.metadata["kind"]]) for f in fields(cls) if "kind" in f.metadata},
             },
             arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where")),
@@ -206,6 +207,9 @@ NAME_RULE = "1 to 100 letters, digits, '_', '-' or '+', starting with a letter, 
 @lru_cache(maxsize=1024)  # the same few names ("conv", "bn", "relu") come back in every block
 def valid_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None and not name.isdigit()
+
+
+_CHECKS["opt_name"] = (_name_ok, NAME_RULE)  # a Sequential's block
 
 
 # ---- leaf ops -------------------------------------------------------------------------
@@ -329,7 +333,7 @@ class Sequential(Node):
 
     OP: ClassVar[str] = "sequential"
     layers: Layers = arg("layers", ())
-    block: str | None = None
+    block: str | None = arg("opt_name", None)
 
 
 @dataclass(frozen=True, kw_only=True)

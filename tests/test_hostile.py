@@ -248,6 +248,8 @@ def test_merge_keys_override_as_yaml_defines(tmp_path) -> None:
     (lambda: Model(name="m", input=(3, 8, 8), layers=[], description=5), "description must be a string"),
     (lambda: Sequential(layers=[ReLU, ReLU()]), "layers must be a list of layers"),
     (lambda: Concat(branches=[ReLU()]), "branches must be a list of branches"),
+    (lambda: Sequential(layers=[], block=5), "block must be 1 to 100 letters"),
+    (lambda: ReLU(where=5), "where must be a Where"),
     (lambda: archcalc.run(Model(name="m", input=(3, 8, 8), layers=[]), input=(3, 2**31, 8)), "at most 2,147,483,647"),
 ])
 def test_wrong_python_arguments_are_spec_errors_naming_them(call, says) -> None:
