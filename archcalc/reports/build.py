@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from archcalc import analyze, list_models
 from archcalc.bench_report import PLOT_KINDS, plot_name
-from archcalc.reports import charts, claims, model_page, index
+from archcalc.reports import accuracy, charts, claims, model_page, index
 from archcalc.reports import families, lenet_alexnet, one_by_one, stacked
 
 CROSSCHECK = "crosscheck.md"
@@ -28,6 +28,8 @@ REPORTS: tuple[tuple[str, str, ModuleType], ...] = (
     ("families.md", "VGG, ResNet and GoogLeNet variants side by side; MACs against input resolution",
      families),
     ("claims.md", "Every numeric claim of the seed notes, recomputed, with a verdict", claims),
+    ("accuracy.md", "ImageNet top-1 against MACs and against parameters for every torchvision built-in, Pareto fronts "
+     "marked", accuracy),
 )
 CROSSCHECK_LINE = (CROSSCHECK, "Every built-in run in torch and compared layer by layer with fvcore and FlopCounterMode "
                    "(`archcalc report --crosscheck`; needs torch)")

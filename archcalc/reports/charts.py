@@ -171,3 +171,35 @@ def macs_vs_resolution(series: Sequence[tuple[str, Sequence[int], Sequence[int]]
         ax.legend(frameon=False, fontsize=8)
         fig.subplots_adjust(left=0.09, right=0.97, top=0.93, bottom=0.1)
         return _png(fig, [(label, list(sides), list(macs)) for label, sides, macs in series])
+
+
+def accuracy_vs_cost(points: Sequence[Any], fronts: dict[str, Sequence[Any]]) -> bytes:
+    """Two panels, top-1 against MACs and against params (log x), one colour per family, each panel's
+    Pareto front drawn and named. `points` have .model, .family, .macs, .params, .top1."""
+    families = sorted({p.family for p in points})
+    with _figure(6.0) as fig:
+        from matplotlib.ticker import FuncFormatter
+
+        panels = fig.subplots(1, 2, sharey=True)
+        markers = "os^Dv<>ph*"
+        for ax, cost, label in ((panels[0], "macs", "MACs (batch 1)"), (panels[1], "params", "parameters")):
+            for i, family in enumerate(families):
+                members = [p for p in points if p.family == family]
+                ax.scatter([getattr(p, cost) for p in members], [p.top1 for p in members], s=22,
+                           color=f"C{i % 10}", marker=markers[i // 10 % len(markers)], label=family, zorder=3)
+            front = fronts[cost]
+            ax.step([getattr(p, cost) for p in front], [p.top1 for p in front], where="post", color="#333333",
+                    linewidth=1.0, linestyle="--", zorder=2, label="Pareto front")
+            for p in front:
+                ax.annotate(p.model, (getattr(p, cost), p.top1), fontsize=6.5, xytext=(3, -9),
+                            textcoords="offset points")
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(_units))
+            ax.set_xlabel(label)
+            ax.grid(color="#DDDDDD", linewidth=0.6)
+        panels[0].set_ylabel("ImageNet-1K top-1 (%)")
+        handles, labels = panels[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False, fontsize=7.5)
+        fig.suptitle("Top-1 accuracy against MACs and against parameters (torchvision's weights)")
+        fig.subplots_adjust(left=0.07, right=0.98, top=0.92, bottom=0.2, wspace=0.06)
+        return _png(fig, [tuple(p) for p in points])
