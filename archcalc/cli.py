@@ -10,8 +10,8 @@ import typer
 
 from archcalc import __version__
 from archcalc.cli_common import (
-    BatchOption, Dtype, DtypeOption, FormatOption, InputOption, ModelArgument, OutputFormat, SetOption,
-    UnitsOption, analyse, complete_model, settings_per_model,
+    BatchOption, Dtype, DtypeOption, ExplainColumnsOption, FormatOption, InputOption, ModelArgument, OutputFormat,
+    SetOption, UnitsOption, WideOption, analyse, complete_model, settings_per_model,
 )
 from archcalc.formatting import render, to_json
 from archcalc.registry import list_models
@@ -62,7 +62,9 @@ def table(
     depth: DepthOption = None,
     format: FormatOption = OutputFormat.table,
     dtype: DtypeOption = Dtype["float32"],
-    units: UnitsOption = False,
+    units: UnitsOption = None,
+    wide: WideOption = False,
+    explain_columns: ExplainColumnsOption = False,
 ) -> None:
     """Per-layer table: output shape, params, MACs, FLOPs, activations, memory, receptive field."""
     result = analyse(model, input=input, batch=batch, settings=set, dtype=dtype)
@@ -70,17 +72,18 @@ def table(
         sys.stdout.write(to_json(result.to_dict()))
         return
     rows = result.fold(depth) if depth is not None else result.rows
-    render(layer_table(result, rows, units), format.value, units)
+    render(layer_table(result, rows, units), format.value, units, wide)
 
 
 @app.command("list", epilog="Examples: archcalc list | archcalc list --units | archcalc list --format csv")
-def list_(format: FormatOption = OutputFormat.table, units: UnitsOption = False) -> None:
+def list_(format: FormatOption = OutputFormat.table, units: UnitsOption = None, wide: WideOption = False,
+          explain_columns: ExplainColumnsOption = False) -> None:
     """Every built-in model: description, default input, params, MACs and depth."""
     results = [analyse(name) for name in list_models()]
     if format is OutputFormat.json:
         sys.stdout.write(to_json(model_table(results).records()))
         return
-    render(model_table(results), format.value, units)
+    render(model_table(results), format.value, units, wide)
 
 
 ModelsArgument = Annotated[
@@ -99,7 +102,9 @@ def compare(
     set: SetOption = None,
     format: FormatOption = OutputFormat.table,
     dtype: DtypeOption = Dtype["float32"],
-    units: UnitsOption = False,
+    units: UnitsOption = None,
+    wide: WideOption = False,
+    explain_columns: ExplainColumnsOption = False,
 ) -> None:
     """Totals side by side (params, MACs, FLOPs, activations, depth, receptive field), with ratios to the first.
 
@@ -112,7 +117,7 @@ def compare(
     if format is OutputFormat.json:
         sys.stdout.write(to_json(compare_dict(results)))
         return
-    render(compare_table(results), format.value, units)
+    render(compare_table(results), format.value, units, wide)
 
 
 # ---------------------------------------------------------------------------------------

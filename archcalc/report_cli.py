@@ -43,7 +43,7 @@ def report(
         "--device", metavar="auto|cpu|cuda", help="Device for --crosscheck.")] = "auto",
 ) -> None:
     """Generate the markdown reports (README index, one page per built-in, LeNet vs AlexNet, 1x1 convolutions,
-    stacked 3x3, families, the seeds' claims audit) and their PNG charts.
+    stacked 3x3, families, the audit of the course notes' claims) and their PNG charts.
 
     Without --crosscheck, crosscheck.md is left alone and torch is never imported.
     """
