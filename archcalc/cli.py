@@ -17,8 +17,34 @@ from archcalc.formatting import render, to_json
 from archcalc.registry import list_models
 from archcalc.tables import compare_table, compare_dict, layer_table, model_table
 
+from typer._click.exceptions import ClickException  # typer ships click's code (pyproject: typer >= 0.26)
+from typer.core import TyperGroup
+
+
+class OneLineErrors(TyperGroup):
+    """typer's group, with usage errors (a bad option value, a missing argument) printed as one
+    `error: ...` line, like every other mistake, instead of usage text and a box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            status = super().main(args, prog_name, complete_var, False, **extra)
+        except ClickException as err:
+            message = " ".join(err.format_message().split())
+            if message:  # (none when the help was shown for a bare `archcalc`)
+                ctx = getattr(err, "ctx", None)
+                print(f"error: {message}{f' (see {ctx.command_path} --help)' if ctx else ''}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)  # an Exit's status; None when the command returned
+
+
 app = typer.Typer(
     name="archcalc",
+    cls=OneLineErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -62,8 +62,9 @@ def header_line(result: Result) -> str:
     return f"{result.model}: input {shape(result.input_shape[1:])}, batch {result.batch}, {result.dtype}"
 
 
-def layer_table(result: Result, rows: Sequence[Row], units: bool = False) -> Table:
-    """One row per layer (or folded composite), the totals row, and memory notes."""
+def layer_table(result: Result, rows: Sequence[Row], units: bool | None = False) -> Table:
+    """One row per layer (or folded composite), the totals row, and memory notes (K/M/G with `units`)."""
+    units = bool(units)
     size = DTYPE_BYTES[result.dtype]
     total = result.total
     return Table(

@@ -387,3 +387,24 @@ def test_shell_completion_offers_model_names() -> None:
     done = subprocess.run([sys.executable, "-m", "archcalc"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["alexnet-paper", "alexnet-torchvision"]
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["table", "alexnet", "--dtype", "float8"],
+         "error: Invalid value for '--dtype': 'float8' is not one of 'float32', 'float16', 'bfloat16', 'float64', "
+         "'int8'. (see archcalc table --help)"),
+        (["table"], "error: Missing argument 'MODEL'. (see archcalc table --help)"),
+        (["tabel"], "error: No such command 'tabel'. Did you mean 'table'? (see archcalc --help)"),
+    ],
+)
+def test_usage_errors_are_one_sentence_on_one_line(args: list[str], line: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and result.stderr == line + "\n"
+
+
+def test_plain_flags_show_no_type_in_help() -> None:
+    out = runner.invoke(app, ["crosscheck", "--help"], env={"COLUMNS": "150"}).stdout
+    flag = next(line for line in out.splitlines() if "--all" in line)
+    assert "<bool>" not in out and "BOOLEAN" not in flag

@@ -32,10 +32,15 @@ DESCRIPTIONS: dict[type[Node], Callable[[Any], str]] = {
 }
 
 
+def ops_by_kind() -> dict[str, list[str]]:
+    """Every leaf op's name, grouped by its kind's module (`KIND`: conv/pool, norm, activations, ...)."""
+    return {getattr(kind, "KIND", kind.__name__.rpartition(".")[2]): [cls.OP for cls in kind.HANDLERS] for kind in _KINDS}
+
+
 def describe(layer: Node) -> str:
     """The op with its key arguments, e.g. `conv2d 11x11 /4 p1`."""
     details = DESCRIPTIONS.get(layer.__class__)
     return details(layer) if details else layer.OP
 
 
-__all__ = ["GLOBAL", "ChannelsLast", "Cost", "HANDLERS", "DESCRIPTIONS", "Shape", "Window", "describe", "output_size"]
+__all__ = ["GLOBAL", "ChannelsLast", "Cost", "HANDLERS", "DESCRIPTIONS", "Shape", "Window", "describe", "ops_by_kind", "output_size"]

@@ -47,8 +47,9 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
     # ceil mode accepts a window wider than the padded input when the stride covers it
     # (torch's pooling_output_shape: a 1x2 max pool, ceil_mode, on 1x1 gives 1x1)
     if out < 1:
+        dilated = " (dilated)" if dilation != 1 else ""
         raise SpecError(
-            f"kernel {dilation * (kernel - 1) + 1} (dilated) is larger than the padded input "
+            f"kernel {dilation * (kernel - 1) + 1}{dilated} is larger than the padded input "
             f"{size + 2 * padding}: output size would be below 1"
         )
     return out

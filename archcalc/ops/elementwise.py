@@ -18,5 +18,6 @@ def softmax(layer: Softmax, shape) -> Cost:
     return new(Cost, (shape, 0, 0, 0, GLOBAL if len(shape) == 1 else None))
 
 
+KIND = "activations"  # how `unknown op` errors group these ops
 HANDLERS = {ReLU: elementwise, Sigmoid: elementwise, Tanh: elementwise, Softmax: softmax, Dropout: elementwise}
 DESCRIPTIONS = {Dropout: lambda layer: f"dropout p={layer.p}"}

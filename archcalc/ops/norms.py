@@ -20,5 +20,6 @@ def localresponsenorm(layer: LocalResponseNorm, shape) -> Cost:
     return new(Cost, (shape, 0, 0, 0, None))
 
 
+KIND = "norm"  # how `unknown op` errors group these ops
 HANDLERS = {BatchNorm2d: batchnorm2d, LocalResponseNorm: localresponsenorm}
 DESCRIPTIONS = {LocalResponseNorm: lambda layer: f"localresponsenorm size {layer.size}"}

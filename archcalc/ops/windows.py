@@ -92,6 +92,7 @@ def _window(op: str, kernel, stride, padding, dilation, groups: int, ceil_mode: 
     return text + " ceil" if ceil_mode else text
 
 
+KIND = "conv/pool"  # how `unknown op` errors group these ops
 HANDLERS = {Conv2d: conv2d, MaxPool2d: maxpool2d, AvgPool2d: avgpool2d, AdaptiveAvgPool2d: adaptiveavgpool2d}
 DESCRIPTIONS = {
     Conv2d: lambda layer: _window(
