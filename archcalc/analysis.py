@@ -106,6 +106,8 @@ class _Walker:
         self.repeated = 0  # layers the outermost repeats visit, all told
         self.repeating = False
         self.counts: dict[int, int] = {}
+        # for `archcalc explain`: row index -> (layer, input shape, receptive field, stride, grid) as it entered
+        self.entering: dict[int, tuple] | None = None
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], trainable: bool,
                  outer: tuple[int | str, ...], single: bool = False) -> State:
@@ -120,7 +122,7 @@ class _Walker:
             if keys is None:
                 keys = self.keys[id(layers)] = child_keys(layers)
         shape, rf, jump, grid, depth = state
-        steps, rows, groups = self.steps, self.rows, self.groups
+        steps, rows, groups, entering = self.steps, self.rows, self.groups, self.entering
         i = 0
         try:
             for i, layer in enumerate(layers):
@@ -138,6 +140,8 @@ class _Walker:
                         groups[index] = _new(Group, (path, kind, start, len(rows)))
                         continue
                     step = steps[key] = self.step(layer, shape)
+                if entering is not None:
+                    entering[len(rows)] = (layer, shape, rf, jump, grid)
                 shape, widen, new_grid, weighted, fields = step
                 if widen is not None:
                     if isinstance(widen, str):  # GLOBAL: the whole grid
@@ -248,8 +252,13 @@ def _merge(states: list[State], shape: tuple[int, ...]) -> State:
     return (shape, widest[1], widest[2], grid, max(s[4] for s in states))
 
 
-def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32") -> Result:
-    """Analyse a model spec: every leaf layer's shape and cost, and the totals."""
+def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32",
+        entering: dict[int, tuple] | None = None) -> Result:
+    """Analyse a model spec: every leaf layer's shape and cost, and the totals.
+
+    `entering` (for `archcalc explain`) is filled with each leaf row's layer and what entered it:
+    row index -> (layer, input shape, receptive field, stride, grid H x W).
+    """
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise SpecError(f"batch must be a positive integer, got {batch!r}")
     if dtype not in DTYPE_BYTES:
@@ -259,6 +268,7 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         raise SpecError(f"input must be C x H x W or F of positive integers, got {shown(shape)}")
     file = model.where.file if model.where else None
     walker = _Walker(batch)
+    walker.entering = entering
     try:
         start: State = (shape, (1, 1), (1, 1), shape[1:] if len(shape) == 3 else (1, 1), 0)
         final = walker.sequence(model.layers, start, (), True, ("layers",))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 from typing import Annotated, Optional
@@ -11,8 +12,10 @@ import typer
 from archcalc import __version__
 from archcalc.cli_common import (
     BatchOption, Dtype, DtypeOption, ExplainColumnsOption, FormatOption, InputOption, ModelArgument, OutputFormat,
-    SetOption, UnitsOption, WideOption, analyse, complete_model, settings_per_model,
+    SetOption, UnitsOption, WideOption, analyse, complete_model, fail, load_model, settings_per_model,
 )
+from archcalc.analysis import run
+from archcalc.errors import SpecError
 from archcalc.formatting import render, to_json
 from archcalc.registry import list_models
 from archcalc.tables import compare_table, compare_dict, layer_table, model_table
@@ -144,6 +147,56 @@ def compare(
         sys.stdout.write(to_json(compare_dict(results)))
         return
     render(compare_table(results), format.value, units, wide)
+
+
+class ExplainFormat(str, enum.Enum):
+    text = "text"
+    markdown = "markdown"
+
+
+def complete_layer(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for LAYER: the paths of the model given before it (or their ends after a dot)."""
+    from archcalc.explain import layer_names
+
+    try:
+        names = layer_names(run(load_model(ctx.params["model"])))
+    except (KeyError, SpecError, typer.Exit):
+        return []
+    ends = {path.rpartition(".")[2] for path in names}
+    return sorted(n for n in {*names, *ends} if n.startswith(incomplete))
+
+
+LayersArgument = Annotated[
+    Optional[list[str]],
+    typer.Argument(metavar="[LAYER]...", autocompletion=complete_layer, show_default=False,
+                   help="Layers by path or by the end of their path (conv1, layer4.rest.0); default: every row."),
+]
+
+
+@app.command("explain", epilog="Examples: archcalc explain alexnet conv1 pool1 | archcalc explain alexnet-paper conv2 "
+             "| archcalc explain resnet18 --depth 2 --format markdown")
+def explain(
+    model: ModelArgument,
+    layers: LayersArgument = None,
+    input: InputOption = None,
+    batch: BatchOption = 1,
+    set: SetOption = None,
+    depth: DepthOption = None,
+    format: Annotated[ExplainFormat, typer.Option(
+        "--format", "-f", case_sensitive=False, help="text, or markdown for notes and slides.")] = ExplainFormat.text,
+) -> None:
+    """Each layer's output size per axis, params, MACs, FLOPs, receptive field and stride, worked out with the
+    values put in (from the same code as the table).
+    """
+    from archcalc.explain import explain as explain_layers, to_markdown, to_text
+
+    spec = load_model(model, set)
+    try:
+        explained = explain_layers(spec, layers or (), batch=batch, depth=depth,
+                                   input=input.resolve(spec.input) if input is not None else None)
+    except SpecError as err:
+        fail(err)
+    sys.stdout.write(to_markdown(explained) if format is ExplainFormat.markdown else to_text(explained))
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from archcalc.ops import elementwise, linear, norms, reshape, windows
-from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, Shape, Window, output_size
+from archcalc.ops.common import GLOBAL, Axis, Bins, ChannelsLast, Cost, Line, Shape, Window, output_size, recording
 from archcalc.spec import Node
 
 Handler = Callable[[Any, Shape], Cost]  # each takes its own Node subclass
@@ -29,6 +29,13 @@ HANDLERS: dict[type[Node], Handler] = {cls: h for kind in _KINDS for cls, h in k
 # The op with its key arguments, per op (the bare op name for the rest)
 DESCRIPTIONS: dict[type[Node], Callable[[Any], str]] = {
     cls: d for kind in _KINDS for cls, d in kind.DESCRIPTIONS.items()
+}
+
+
+# How `archcalc explain` works out an op's params and MACs (`(layer, input shape, Cost) -> [Line]`); every
+# op without one still gets its numbers from its handler, and its output sizes from `output_size`
+EXPLANATIONS: dict[type[Node], Callable[[Any, Shape, Cost], list[Line]]] = {
+    cls: e for kind in _KINDS for cls, e in getattr(kind, "EXPLANATIONS", {}).items()
 }
 
 
@@ -43,4 +50,7 @@ def describe(layer: Node) -> str:
     return details(layer) if details else layer.OP
 
 
-__all__ = ["GLOBAL", "ChannelsLast", "Cost", "HANDLERS", "DESCRIPTIONS", "Shape", "Window", "describe", "ops_by_kind", "output_size"]
+__all__ = [
+    "GLOBAL", "Axis", "Bins", "ChannelsLast", "Cost", "DESCRIPTIONS", "EXPLANATIONS", "HANDLERS", "Line", "Shape", "Window",
+    "describe", "ops_by_kind", "output_size", "recording",
+]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import Cost, check_in, new, output_size, spatial
+from archcalc.ops import common
+from archcalc.ops.common import Bins, Cost, Line, check_in, new, output_size, spatial, times
 from archcalc.spec import AdaptiveAvgPool2d, AvgPool2d, Conv2d, IntPair, MaxPool2d, pair
 
 
@@ -55,7 +56,10 @@ def _adaptive_window(size: int, out: int) -> tuple[int, int]:
     """Widest bin and bin step of torch's adaptive pooling (start=floor(i*n/o), end=ceil((i+1)*n/o))."""
     bins = range(min(out, 4096))  # the pattern repeats; 4096 bins bound the cost
     widest = max(-(-(i + 1) * size // out) - (i * size // out) for i in bins)
-    return widest, -(-size // out)
+    step = -(-size // out)
+    if common._record is not None:
+        common._record.append(Bins(size, out, widest, step))
+    return widest, step
 
 
 def adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape) -> Cost:
@@ -103,3 +107,25 @@ DESCRIPTIONS = {
                                      1, 1, layer.ceil_mode),
     AdaptiveAvgPool2d: lambda layer: f"adaptiveavgpool2d {kxk(layer.output_size)}",
 }
+
+
+def explain_conv2d(layer: Conv2d, shape, cost: Cost) -> list[Line]:
+    """Weights per filter (in / groups x kernel), filters, and one multiply-accumulate per weight per output pixel."""
+    c, g = shape[0], layer.groups
+    (kh, kw), out = pair(layer.kernel_size), cost.output
+    per_filter = f"({times(c // g, kh, kw)})"
+    grouped = f"groups {g}: each filter sees {c} / {g} = {c // g} input channels" if g != 1 else ""
+    lines = []
+    if layer.padding == "same":
+        lines.append(Line("output H, W", "", out[1], "padding 'same' (stride 1): as the input"))
+    bias = f" + {out[0]} bias" if layer.bias else ""
+    lines.append(Line("params", f"{times(out[0], per_filter)}{bias}", cost.params, grouped))
+    lines.append(Line("MACs", times(out[0], out[1], out[2], per_filter), cost.macs))
+    return lines
+
+
+def explain_adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape, cost: Cost) -> list[Line]:
+    return [Line("fvcore", times(*shape), cost.fvcore, "fvcore counts 1 per input element")]
+
+
+EXPLANATIONS = {Conv2d: explain_conv2d, AdaptiveAvgPool2d: explain_adaptiveavgpool2d}
