@@ -192,9 +192,10 @@ def _grid(table: Table, fit: Fit, widths: dict[int, int] | None = None):
     for j, i in enumerate(fit.columns):
         column = table.columns[i]
         wraps = fit.wrap and column.wrap
-        widest = max((len(row[j]) for row in cells), default=0)
+        widest = max([len(column.header), len(footer[i] or "") if footer else 0, *(len(row[j]) for row in cells)])
+        # a column that does not wrap is as wide as its widest cell or header, never less (rich would cut it)
         grid.add_column(column.header, footer=footer[i] or "" if footer else "", no_wrap=not wraps, overflow="fold",
-                        min_width=min(widest, WRAP_WIDTH) if wraps and fit.wrap == 1 else None,
+                        min_width=None if fit.wrap == 2 and wraps else widest if not wraps else min(widest, WRAP_WIDTH),
                         width=(widths or {}).get(i),
                         justify="right" if column.numeric else "left")
     for row in cells:
@@ -235,12 +236,13 @@ def _squeeze(table: Table, fit: Fit, console, narrowest: int = 8):
     wrapping = [i for i in fit.columns if table.columns[i].wrap]
     rest = Fit(tuple(i for i in fit.columns if i not in wrapping), fit.units)
     room = console.width - _measure(console, _grid(table, rest)).maximum - len(wrapping)
-    if room < narrowest * len(wrapping):
-        return None
     natural = {i: max(len(cell(v, fit.units)) for v in [table.columns[i].header, *(row[i] for row in table.rows)])
                for i in wrapping}
-    spare = room - narrowest * len(wrapping)
-    widths = {i: narrowest + spare * natural[i] // sum(natural.values()) for i in wrapping}
+    if room < sum(min(natural[i], narrowest) for i in wrapping):
+        return None
+    base = {i: min(natural[i], narrowest) for i in wrapping}
+    spare, wanting = room - sum(base.values()), sum(natural[i] - base[i] for i in wrapping) or 1
+    widths = {i: min(natural[i], base[i] + spare * (natural[i] - base[i]) // wanting) for i in wrapping}
     grid = _grid(table, fit, widths)
     excess = _measure(console, grid).maximum - console.width  # the separators the wrapping columns add
     while excess > 0:
