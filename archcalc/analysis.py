@@ -114,6 +114,8 @@ class _Walker:
         self.inputs: dict[BlockInput, int] = {}  # what in_channels is for each block being walked
         self.nodes: dict[tuple, Node] = {}  # layers with in_channels resolved, kept so their ids stay theirs
         self.fractional = False  # whether a receptive field or jump may hold a Fraction (rows round them up)
+        # for `archcalc explain`: row index -> (layer, input shape, receptive field, stride, grid) as it entered
+        self.entering: dict[int, tuple] | None = None
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], trainable: bool,
                  outer: tuple[int | str, ...], single: bool = False) -> State:
@@ -128,7 +130,7 @@ class _Walker:
             if keys is None:
                 keys = self.keys[id(layers)] = child_keys(layers)
         shape, rf, jump, grid, depth = state
-        steps, rows, groups = self.steps, self.rows, self.groups
+        steps, rows, groups, entering = self.steps, self.rows, self.groups, self.entering
         i = 0
         try:
             for i, layer in enumerate(layers):
@@ -150,6 +152,8 @@ class _Walker:
                         groups[index] = _new(Group, (path, kind, start, len(rows)))
                         continue
                     step = steps[key] = self.step(layer, shape)
+                if entering is not None:
+                    entering[len(rows)] = (layer, shape, rf, jump, grid)
                 shape, widen, new_grid, weighted, fields = step
                 if widen is not None:
                     if isinstance(widen, str):  # GLOBAL: the whole grid
@@ -302,8 +306,13 @@ def _ceil(pair: tuple) -> tuple[int, int]:
     return (math.ceil(pair[0]), math.ceil(pair[1]))
 
 
-def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32") -> Result:
-    """Analyse a model spec: every leaf layer's shape and cost, and the totals."""
+def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32",
+        entering: dict[int, tuple] | None = None) -> Result:
+    """Analyse a model spec: every leaf layer's shape and cost, and the totals.
+
+    `entering` (for `archcalc explain`) is filled with each leaf row's layer and what entered it:
+    row index -> (layer, input shape, receptive field, stride, grid H x W).
+    """
     if not isinstance(model, Model):
         raise SpecError(f"model must be a Model, got {shown(model)}")
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_SIZE:
@@ -316,6 +325,7 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     shape = tuple(shape)
     file = model.where.file if model.where else None
     walker = _Walker(batch)
+    walker.entering = entering
     if model.block_input is not None:
         walker.inputs[model.block_input] = channels(shape)
     try:

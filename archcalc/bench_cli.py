@@ -43,6 +43,8 @@ def _command_line(ctx: typer.Context) -> str:
     """`archcalc bench` and the options given on the command line, for the report's header."""
     parts = ["archcalc", ctx.info_name or "bench"]
     for param in ctx.command.params:
+        if param.name is None:
+            continue
         source = ctx.get_parameter_source(param.name)
         if getattr(source, "name", None) != "COMMANDLINE":
             continue

@@ -121,7 +121,28 @@ DtypeOption = Annotated[
     Dtype, typer.Option("--dtype", case_sensitive=False, help="Element type for the memory (bytes) columns.")
 ]
 UnitsOption = Annotated[
-    bool, typer.Option("--units/--exact", "-u", help="K/M/G units (K = 1e3) instead of exact integers; CSV and JSON stay exact.")
+    Optional[bool],
+    typer.Option("--units/--exact", "-u", show_default=False,
+                 help="K/M/G units (K = 1e3) instead of exact integers; CSV and JSON stay exact. Default: exact, "
+                 "unless a terminal is too narrow for them."),
+]
+WideOption = Annotated[
+    bool, typer.Option("--wide", "-w", help="On a terminal: every column, even when the lines get longer than it is wide.")
+]
+
+
+def _explain_columns(value: bool) -> None:
+    if value:
+        from archcalc.formatting import render
+        from archcalc.tables import columns_table
+
+        render(columns_table(), "table")
+        raise typer.Exit()
+
+
+ExplainColumnsOption = Annotated[
+    bool, typer.Option("--explain-columns", callback=_explain_columns, is_eager=True, expose_value=False,
+                       help="Say what every column counts, and exit.")
 ]
 
 

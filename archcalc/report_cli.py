@@ -11,6 +11,7 @@ import typer
 
 from archcalc.cli_common import fail
 from archcalc.errors import INSTALL_ORACLES, visible
+from archcalc.progress import progress
 
 STALE = 1  # `--check` found a report that differs from what the code generates now
 
@@ -23,13 +24,19 @@ def _crosscheck(device: str) -> dict[str, bytes]:
         fail(f"--crosscheck needs torch and fvcore ({err}): {INSTALL_ORACLES}")
     from archcalc.reports.build import crosscheck_report
 
-    def progress(name, result) -> None:
-        print(f"  cross-checked {name}: {'ok' if result.ok else 'DISAGREES'}", file=sys.stderr)
+    from archcalc.registry import list_models
 
-    try:
-        checks = check_all(device=device, runs=0, progress=progress)  # runs=0: no timings in the report
-    except CrossCheckError as err:
-        fail(err)
+    names = list_models()
+    with progress("cross-check", total=len(names)) as step:
+
+        def done(name, result) -> None:
+            print(f"  cross-checked {name}: {'ok' if result.ok else 'DISAGREES'}", file=sys.stderr)
+            step(advance=1)
+
+        try:
+            checks = check_all(names, device=device, runs=0, progress=done)  # runs=0: no timings in the report
+        except CrossCheckError as err:
+            fail(err)
     return crosscheck_report([c.to_dict() for c in checks])
 
 
@@ -43,7 +50,7 @@ def report(
         "--device", metavar="auto|cpu|cuda", help="Device for --crosscheck.")] = "auto",
 ) -> None:
     """Generate the markdown reports (README index, one page per built-in, LeNet vs AlexNet, 1x1 convolutions,
-    stacked 3x3, families, the seeds' claims audit) and their PNG charts.
+    stacked 3x3, families, the audit of the course notes' claims) and their PNG charts.
 
     Without --crosscheck, crosscheck.md is left alone and torch is never imported.
     """
@@ -52,11 +59,14 @@ def report(
 
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file, not a folder")
+    if check and not out.is_dir():
+        fail(f"there is no {out} folder here to check: run this in the project's root, or give --out DIR")
     started = time.perf_counter()
-    try:
-        files = build.generate()
-    except ChartsUnavailable as err:
-        fail(err)
+    with progress("generating reports", total=build.steps()) as step:
+        try:
+            files = build.generate(progress=lambda name: step(name, advance=1))
+        except ChartsUnavailable as err:
+            fail(err)
     if crosscheck:
         files.update(_crosscheck(device))
     seconds = time.perf_counter() - started

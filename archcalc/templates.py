@@ -47,6 +47,14 @@ def did_you_mean(word: object, choices, prefix: str = "") -> str:
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
+def known_ops(blocks) -> str:
+    """The ops a spec can use, grouped: `ops: conv/pool: conv2d, ...; composites: ...; blocks: ...`."""
+    from archcalc.ops import ops_by_kind
+
+    groups = {**ops_by_kind(), "composites": list(COMPOSITE_OPS), "blocks": list(blocks)}
+    return "ops: " + "; ".join(f"{kind}: {', '.join(names)}" for kind, names in groups.items() if names)
+
+
 def line_of(container, key, default: int | None = None) -> int | None:
     if isinstance(container, (LDict, LList)):
         return container.line_of(key)
@@ -449,7 +457,7 @@ class Compiler:
                 return _Late(op, args, line, extra)
             return self.composite(op, args, scoped, line, extra)
         known = [*LEAF_OPS, *COMPOSITE_OPS, *self.blocks, *self.imported]
-        return _Failing(SpecError(f"unknown op {shown(op)}{did_you_mean(op, known)}"), line, str(op))
+        return _Failing(SpecError(f"unknown op {shown(op)}{did_you_mean(op, known)}; {known_ops({**self.blocks, **self.imported})}"), line, str(op))
 
     def leaf(self, cls: type[Node], args, scoped: bool, line: int | None, extra: tuple[Field, ...]):
         op = cls.OP

@@ -262,7 +262,7 @@ def test_report_out_a_file_and_unwritable_folders(tmp_path, capsys, monkeypatch)
     assert_rejected(capsys, "report", "--out", str(tmp_path / "file"), says="is a file, not a folder")
     from archcalc.reports import build
 
-    monkeypatch.setattr(build, "generate", lambda: {"a.md": b"a\n"})
+    monkeypatch.setattr(build, "generate", lambda **_: {"a.md": b"a\n"})
     for error in (errno.EACCES, errno.ENOSPC, errno.EROFS):
         def failing(path, data, mode=0o644, error=error):
             raise OSError(error, os.strerror(error), str(path))
@@ -333,7 +333,7 @@ def test_rewritten_reports_follow_the_umask_and_leftovers_are_cleaned(tmp_path) 
 def test_check_reports_leftovers_of_a_killed_run(tmp_path, capsys, monkeypatch) -> None:
     from archcalc.reports import build
 
-    monkeypatch.setattr(build, "generate", lambda: {"a.md": b"a\n"})
+    monkeypatch.setattr(build, "generate", lambda **_: {"a.md": b"a\n"})
     assert run_cli(capsys, "report", "--out", str(tmp_path))[0] == 0
     (tmp_path / ".a.md.x1y2z3w4.tmp").write_bytes(b"a")
     code, out, err = run_cli(capsys, "report", "--check", "--out", str(tmp_path))

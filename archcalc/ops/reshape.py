@@ -20,5 +20,6 @@ def channelpad(layer: ChannelPad, shape) -> Cost:
     return new(Cost, ((layer.out_channels, *shape[1:]), 0, 0, 0, None))
 
 
+KIND = "reshape"  # how `unknown op` errors group these ops
 HANDLERS = {Flatten: flatten, ChannelPad: channelpad}
 DESCRIPTIONS = {ChannelPad: lambda layer: f"channelpad to {layer.out_channels}"}

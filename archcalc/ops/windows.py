@@ -7,7 +7,8 @@ from fractions import Fraction
 from functools import lru_cache
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import Cost, check_in, new, output_size, spatial
+from archcalc.ops import common
+from archcalc.ops.common import Bins, Cost, Line, check_in, new, output_size, spatial, times
 from archcalc.spec import AdaptiveAvgPool2d, AvgPool2d, Conv2d, IntPair, MaxPool2d, pair
 
 
@@ -66,9 +67,15 @@ def _adaptive_window(size: int, out: int) -> tuple[int | Fraction, int | Fractio
     """
     q, r = divmod(size, out)
     widest = q if r == 0 else q + 1 if r == 1 or out % r == 0 else q + 2
+    window: int | Fraction
+    step: int | Fraction
     if out <= size:
-        return widest, -(-size // out)
-    return widest + Fraction(out - math.gcd(size, out), out), Fraction(size, out)
+        window, step = widest, -(-size // out)
+    else:
+        window, step = widest + Fraction(out - math.gcd(size, out), out), Fraction(size, out)
+    if common._record is not None:
+        common._record.append(Bins(size, out, window, step))
+    return window, step
 
 
 def adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape) -> Cost:
@@ -105,6 +112,7 @@ def _window(op: str, kernel, stride, padding, dilation, groups: int, ceil_mode: 
     return text + " ceil" if ceil_mode else text
 
 
+KIND = "conv/pool"  # how `unknown op` errors group these ops
 HANDLERS = {Conv2d: conv2d, MaxPool2d: maxpool2d, AvgPool2d: avgpool2d, AdaptiveAvgPool2d: adaptiveavgpool2d}
 DESCRIPTIONS = {
     Conv2d: lambda layer: _window(
@@ -115,3 +123,25 @@ DESCRIPTIONS = {
                                      1, 1, layer.ceil_mode),
     AdaptiveAvgPool2d: lambda layer: f"adaptiveavgpool2d {kxk(layer.output_size)}",
 }
+
+
+def explain_conv2d(layer: Conv2d, shape, cost: Cost) -> list[Line]:
+    """Weights per filter (in / groups x kernel), filters, and one multiply-accumulate per weight per output pixel."""
+    c, g = shape[0], layer.groups
+    (kh, kw), out = pair(layer.kernel_size), cost.output
+    per_filter = f"({times(c // g, kh, kw)})"
+    grouped = f"groups {g}: each filter sees {c} / {g} = {c // g} input channels" if g != 1 else ""
+    lines = []
+    if layer.padding == "same":
+        lines.append(Line("output H, W", "", out[1], "padding 'same' (stride 1): as the input"))
+    bias = f" + {out[0]} bias" if layer.bias else ""
+    lines.append(Line("params", f"{times(out[0], per_filter)}{bias}", cost.params, grouped))
+    lines.append(Line("MACs", times(out[0], out[1], out[2], per_filter), cost.macs))
+    return lines
+
+
+def explain_adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape, cost: Cost) -> list[Line]:
+    return [Line("fvcore", times(*shape), cost.fvcore, "fvcore counts 1 per input element")]
+
+
+EXPLANATIONS = {Conv2d: explain_conv2d, AdaptiveAvgPool2d: explain_adaptiveavgpool2d}
