@@ -40,12 +40,18 @@ EXPLAINED_COLUMNS = (
              "column and the ResNet paper's \"FLOPs\" count."),
     ("FLOPs", "2 x MACs, the convention of torch.utils.flop_counter"),
     ("fvcore", "what fvcore's FlopCountAnalysis reports: one flop per fused multiply-add of conv/linear, plus batch "
-               "norm (2 per element, eval mode) and adaptive average pooling (1 per input element)"),
+               "norm (2 per element, eval mode) and adaptive average pooling (1 per input element); activations, the "
+               "multiplies of gates and layer scales, chunks and shuffles count 0 (fvcore has no handle for them)"),
     ("FlopCounterMode", "what torch's FlopCounterMode reports: 2 x MACs of conv/linear (matmul) only"),
-    ("activations", "elements of every layer's output (concat and residual joins included), summed over the batch"),
+    ("activations", "elements of every layer's output (concat, residual and gate joins included), summed over the "
+                    "batch"),
     ("act. bytes", "activations x the size of the element type (--dtype)"),
     ("RF (px)", "receptive field: input pixels one output element can see, per axis, through the widest path "
-                "(padding counts, so it can exceed the input)"),
+                "(padding counts, so it can exceed the input). A concat or residual join takes, per axis, the widest "
+                "field and the largest cumulative stride of its branches (a 7x1 branch beside a 3x3 one sees 7x3). Exact "
+                "for conv and pooling windows; through an adaptive pool whose bins are uneven it is an upper bound (an "
+                "upsampling pool steps by a fraction of a pixel; rows round up); tests/test_receptive_field.py checks "
+                "it against a brute-force reach of every output position"),
     ("depth", "conv and linear layers on the longest path: 16 for VGG-16, 22 for GoogLeNet, 152 for ResNet-152"),
 )
 
