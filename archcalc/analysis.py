@@ -10,14 +10,18 @@ import math
 from typing import Callable, Optional, Union, cast
 
 from archcalc.errors import SpecError, shown
-from archcalc.ops import GLOBAL, HANDLERS, ChannelsLast, Window, describe
+from archcalc.ops import GLOBAL, HANDLERS, PER_FORWARD, ChannelsLast, Window, describe
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
-from archcalc.spec import Concat, Conv2d, Layers, Linear, Model, Node, Repeat, Residual, Sequential, spell_parts
+from archcalc.spec import (
+    Concat, Conv2d, Layers, Linear, Model, MultiheadAttention, Node, Repeat, Residual, Sequential,
+    ShiftedWindowAttention, spell_parts,
+)
 
 # Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
 # took an eighth of a GoogLeNet's analysis (py-spy).
 _new = tuple.__new__
-WEIGHT_LAYERS = (Conv2d, Linear)  # what "depth" counts, as in "VGG-16" and "ResNet-152"
+# what "depth" counts, as in "VGG-16" and "ResNet-152"; an attention layer counts as one
+WEIGHT_LAYERS = (Conv2d, Linear, MultiheadAttention, ShiftedWindowAttention)
 MAX_LAYERS = 100_000  # layers repeats may visit; a spec beyond this is a mistake, and would take long to print
 
 
@@ -101,7 +105,7 @@ class _Walker:
         self.groups: list[Group | None] = []  # in walk order: a composite before what it holds
         # repeat copies and shared blocks share layer objects: work out each (layer, input shape)
         # once per analysis, and name each shared layer list once
-        self.steps: dict[tuple[int, tuple[int, ...]], Step] = {}
+        self.steps: dict[tuple[int, tuple[int, ...], type], Step] = {}
         self.keys: dict[int, list[str]] = {}
         self.repeated = 0  # layers the outermost repeats visit, all told
         self.repeating = False
@@ -125,7 +129,7 @@ class _Walker:
         try:
             for i, layer in enumerate(layers):
                 path = prefix if keys is None else prefix + (keys[i],)
-                key = (id(layer), shape)
+                key = (id(layer), shape, shape.__class__)  # the class: a channels-last map equals its tuple
                 step = steps.get(key)
                 if step is None:
                     visit = _COMPOSITES.get(layer.__class__)
@@ -170,6 +174,9 @@ class _Walker:
                 window = None
         op, description, given, made = layer.OP, describe(layer), (n, *shape), (n, *output)
         macs, fvcore, activations = n * macs, n * fvcore, n * math.prod(output)
+        once = PER_FORWARD.get(layer.__class__)
+        if once is not None:
+            macs, fvcore = macs + once(layer), fvcore + once(layer)
         frozen = (op, description, given, made, params, 0, macs, fvcore, 2 * macs, activations)
         trained = (op, description, given, made, params, params, macs, fvcore, 2 * macs, activations) \
             if layer.trainable else frozen
