@@ -12,6 +12,10 @@ from archcalc.spec import (
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ChannelPad, Concat, Conv2d, Dropout, Flatten, Linear,
     LocalResponseNorm, MaxPool2d, Model, Node, ReLU, Repeat, Residual, Sequential, Sigmoid, Softmax, Tanh,
 )
+from archcalc.spec import (
+    ClassToken, LayerNorm, MeanTokens, MultiheadAttention, PatchMerge, Permute, PositionEmbedding, SelectToken,
+    ShiftedWindowAttention, ShiftedWindowAttentionV2, Tokens,
+)
 
 __version__ = "0.1.0"
 
@@ -48,4 +52,6 @@ __all__ = [
     "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm2d",
     "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",
     "Sequential", "Concat", "Residual", "Repeat", "__version__",
+    "Permute", "LayerNorm", "Tokens", "ClassToken", "PositionEmbedding", "SelectToken", "MeanTokens",
+    "MultiheadAttention", "ShiftedWindowAttention", "ShiftedWindowAttentionV2", "PatchMerge",
 ]

@@ -193,3 +193,15 @@ def test_token_and_window_ops_agree_with_torch_and_both_oracles():
         checked = check_model(model, device="cpu", batch=2, runs=0)
         assert checked.ok, [(l.name, l.mismatches) for l in checked.mismatches]
         assert checked.totals.torch == 2 * checked.totals.macs  # every matmul seen, the bias MLP once
+
+
+def test_readme_token_example_is_a_valid_spec(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    path = tmp_path / "tiny-vit.yaml"
+    path.write_text(re.search(r"```yaml\n(name: tiny-vit\n.*?)```", readme, re.S).group(1))
+    result = archcalc.analyze(path)
+    assert [row.output_shape for row in result.rows[1:3]] == [(1, 16, 64), (1, 17, 64)]
+    assert result.rows[-1].output_shape == (1, 10) and result.total.receptive_field == (32, 32)
