@@ -105,7 +105,7 @@ def is_leaf(module: nn.Module) -> bool:
 def layer_modules(net: nn.Module) -> dict[str, nn.Module]:
     """Named modules that are the spec's layers and composites: a `Leaf`'s own parts left out."""
     modules: dict[str, nn.Module] = {}
-    inside = ()  # prefixes of the leaves met so far
+    inside: tuple[str, ...] = ()  # prefixes of the leaves met so far
     for name, module in net.named_modules():
         if not name.startswith(inside):
             modules[name] = module
@@ -256,6 +256,8 @@ class ShiftedWindowAttention(Leaf):
     windows, roll by -shift, attend within each window (+ the position bias, + the shift mask), roll
     back, crop. No shift where one window covers the padded side."""
 
+    relative_position_index: torch.Tensor
+
     def __init__(self, width: int, window: tuple[int, int], shift: tuple[int, int], num_heads: int,
                  qkv_bias: bool, proj_bias: bool, attention_dropout: float, dropout: float) -> None:
         super().__init__()
@@ -324,6 +326,8 @@ class ShiftedWindowAttentionV2(ShiftedWindowAttention):
     buffers `relative_coords_table` and `relative_position_index`): cosine attention scaled by
     exp(min(logit_scale, log 100)) per head, and a bias 16 sigmoid(cpb_mlp(coordinates)); the
     key's third of the qkv bias is held at zero."""
+
+    relative_coords_table: torch.Tensor
 
     def __init__(self, *args: Any, pretrained_window: tuple[int, int] = (0, 0), **kwargs: Any) -> None:
         self.pretrained_window = pretrained_window
@@ -406,7 +410,7 @@ class Network(Sequence):
 # ---- leaf layers ------------------------------------------------------------------------
 
 # layer spec, incoming shape (batch first) -> module
-LEAF_BUILDERS: dict[type[Node], Callable[[Any, torch.Size], nn.Module]] = {
+LEAF_BUILDERS: dict[type[Node], Callable[[Any, tuple[int, ...]], nn.Module]] = {
     S.Conv2d: lambda s, shape: nn.Conv2d(
         shape[1], s.out_channels, pair(s.kernel_size), pair(s.stride),
         s.padding if isinstance(s.padding, str) else pair(s.padding), pair(s.dilation), s.groups, s.bias,

@@ -4,6 +4,8 @@ matmuls (Q K^T and attention x V), each of which fvcore counts one per multiply-
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from archcalc.errors import SpecError
 from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, check_in, describe_shape, new
 from archcalc.ops.tokens import sequence
@@ -67,7 +69,7 @@ HANDLERS = {
     ShiftedWindowAttentionV2: shiftedwindowattention,
 }
 # MACs an op spends once per forward, not per sample (added to the row's MACs and fvcore count)
-PER_FORWARD = {ShiftedWindowAttentionV2: position_bias_mlp}
+PER_FORWARD: dict[type, Callable[[Any], int]] = {ShiftedWindowAttentionV2: position_bias_mlp}
 DESCRIPTIONS = {
     MultiheadAttention: lambda layer: f"multiheadattention {layer.num_heads} heads",
     ShiftedWindowAttention: _window,
