@@ -9,8 +9,9 @@ from archcalc.errors import SpecError
 from archcalc.registry import UnknownModelError, list_models, load
 from archcalc.result import CONVENTIONS, Result, Row, Totals
 from archcalc.spec import (
-    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ChannelPad, Concat, Conv2d, Dropout, Flatten, Linear,
-    LocalResponseNorm, MaxPool2d, Model, Node, ReLU, Repeat, Residual, Sequential, Sigmoid, Softmax, Tanh,
+    GELU, AdaptiveAvgPool2d, Auxiliary, AvgPool2d, BatchNorm2d, ChannelPad, ChannelShuffle, Chunk, Concat, Conv2d,
+    Dropout, Flatten, Gate, Hardsigmoid, Hardswish, Identity, LayerScale, Linear, LocalResponseNorm, MaxPool2d, Model,
+    Node, ReLU, ReLU6, Repeat, Residual, Sequential, Sigmoid, SiLU, Softmax, StochasticDepth, Tanh,
 )
 from archcalc.spec import (
     ClassToken, LayerNorm, MeanTokens, MultiheadAttention, PatchMerge, Permute, PositionEmbedding, SelectToken,
@@ -51,7 +52,8 @@ __all__ = [
     "CONVENTIONS",
     "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm2d",
     "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",
-    "Sequential", "Concat", "Residual", "Repeat", "__version__",
+    "ReLU6", "Hardswish", "Hardsigmoid", "SiLU", "GELU", "Identity", "StochasticDepth", "LayerScale",
+    "ChannelShuffle", "Chunk", "Sequential", "Concat", "Residual", "Gate", "Repeat", "Auxiliary", "__version__",
     "Permute", "LayerNorm", "Tokens", "ClassToken", "PositionEmbedding", "SelectToken", "MeanTokens",
     "MultiheadAttention", "ShiftedWindowAttention", "ShiftedWindowAttentionV2", "PatchMerge",
 ]

@@ -10,11 +10,13 @@ import math
 from typing import Callable, Optional, Union, cast
 
 from archcalc.errors import SpecError, shown
+from archcalc.expressions import BlockInput
 from archcalc.ops import GLOBAL, HANDLERS, PER_FORWARD, ChannelsLast, Window, describe
+from archcalc.ops.common import channels
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import (
-    Concat, Conv2d, Layers, Linear, Model, MultiheadAttention, Node, Repeat, Residual, Sequential,
-    ShiftedWindowAttention, spell_parts,
+    Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, MultiheadAttention, Node, Repeat, Residual, Sequential,
+    ShiftedWindowAttention, resolved, spell_parts,
 )
 
 # Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
@@ -39,7 +41,7 @@ def count_layers(layers: Layers, memo: dict[int, int] | None = None) -> int:
     for layer in layers:
         key = id(layer)
         if key not in memo:
-            if isinstance(layer, Sequential):
+            if isinstance(layer, (Sequential, Gate, Auxiliary)):
                 memo[key] = 1 + count_layers(layer.layers, memo)
             elif isinstance(layer, Repeat):
                 memo[key] = 1 + layer.times * count_layers(layer.layers, memo)
@@ -110,6 +112,8 @@ class _Walker:
         self.repeated = 0  # layers the outermost repeats visit, all told
         self.repeating = False
         self.counts: dict[int, int] = {}
+        self.inputs: dict[BlockInput, int] = {}  # what in_channels is for each block being walked
+        self.nodes: dict[tuple, Node] = {}  # layers with in_channels resolved, kept so their ids stay theirs
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], trainable: bool,
                  outer: tuple[int | str, ...], single: bool = False) -> State:
@@ -128,6 +132,8 @@ class _Walker:
         i = 0
         try:
             for i, layer in enumerate(layers):
+                if layer.deferred:  # reads in_channels: this place's values
+                    layer = self.resolved(layer)
                 path = prefix if keys is None else prefix + (keys[i],)
                 key = (id(layer), shape, shape.__class__)  # the class: a channels-last map equals its tuple
                 step = steps.get(key)
@@ -158,6 +164,11 @@ class _Walker:
             raise _trailed(err, layers[i], (i, *outer)) from None
         return (shape, rf, jump, grid, depth)
 
+    def resolved(self, layer: Node) -> Node:
+        """The layer with its in_channels expressions evaluated, one node per distinct result."""
+        node = resolved(layer, self.inputs)
+        return self.nodes.setdefault((id(layer), tuple(node.__dict__[f] for f in layer.deferred)), node)
+
     def step(self, layer: Node, shape: tuple[int, ...]) -> Step:
         handler = HANDLERS.get(layer.__class__)
         if handler is None:
@@ -183,7 +194,18 @@ class _Walker:
         return (output, window, grid, isinstance(layer, WEIGHT_LAYERS), (frozen, trained))
 
     def sequential(self, layer: Sequential, state: State, path: tuple[str, ...], trainable: bool) -> State:
+        if layer.block_input is not None:
+            self.inputs[layer.block_input] = channels(state[0])
         return self.sequence(layer.layers, state, path, trainable, ("." + (layer.block or "sequential"),))
+
+    def auxiliary(self, layer: Auxiliary, state: State, path: tuple[str, ...], trainable: bool) -> State:
+        """Its rows, with their shapes and parameters but no cost: it does not run at inference.
+        The tensor, its receptive field and the depth go on as they came."""
+        start = len(self.rows)
+        self.sequence(layer.layers, state, path, trainable, (".auxiliary",))
+        self.rows[start:] = [row._replace(macs=0, fvcore_flops=0, torch_flops=0, activations=0)
+                             for row in self.rows[start:]]
+        return state
 
     def repeat(self, layer: Repeat, state: State, path: tuple[str, ...], trainable: bool) -> State:
         layers = layer.layers
@@ -229,14 +251,26 @@ class _Walker:
             short = self.sequence(layer.shortcut, state, path + ("shortcut",), trainable, (".residual.shortcut",),
                                   len(layer.shortcut) == 1)
         if new[0] != short[0]:
-            fmt = lambda s: "x".join(map(str, s))  # noqa: E731
-            raise SpecError(f"residual body gives {fmt(new[0])} but the shortcut gives {fmt(short[0])}")
+            raise SpecError(f"residual body gives {_dims(new[0])} but the shortcut gives {_dims(short[0])}")
         new = _merge([new, short], new[0])
         self._join(path, "add", "add (projection shortcut)" if layer.shortcut else "add (identity shortcut)", state, new)
         return new
 
+    def gate(self, layer: Gate, state: State, path: tuple[str, ...], trainable: bool) -> State:
+        if not layer.layers:
+            raise SpecError("gate has no layers")
+        scale = self.sequence(layer.layers, state, path, trainable, (".gate",))
+        shape, factor = state[0], scale[0]
+        if len(factor) != len(shape) or any(f != 1 and f != s for f, s in zip(factor, shape)):
+            raise SpecError(f"gate layers give {_dims(factor)}, which does not broadcast over the input {_dims(shape)}")
+        # the product keeps the input's positions (grid, stride) and sees what either factor sees, per axis
+        widest = (max(state[1][0], scale[1][0]), max(state[1][1], scale[1][1]))
+        new = (shape, widest, state[2], state[3], max(state[4], scale[4]))
+        self._join(path, "mul", f"mul by {_dims(factor)}", state, new)
+        return new
+
     def _join(self, path, op: str, description: str, before: State, after: State) -> None:
-        """The row of a concat or residual add: no parameters, no multiply-adds."""
+        """The row of a concat, residual add or gate's mul: no parameters, no multiply-adds."""
         n = self.batch
         shape = after[0]
         self.rows.append(_new(Row, (path, op, description, (n, *before[0]), (n, *shape), 0, 0, 0, 0, 0,
@@ -244,8 +278,13 @@ class _Walker:
 
 
 _COMPOSITES: dict[type[Node], Callable[..., State]] = {  # how the walk visits each composite
-    Sequential: _Walker.sequential, Repeat: _Walker.repeat, Concat: _Walker.concat, Residual: _Walker.residual,
+    Sequential: _Walker.sequential, Auxiliary: _Walker.auxiliary, Repeat: _Walker.repeat, Concat: _Walker.concat,
+    Residual: _Walker.residual, Gate: _Walker.gate,
 }
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
 def _merge(states: list[State], shape: tuple[int, ...]) -> State:
@@ -266,6 +305,8 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
         raise SpecError(f"input must be C x H x W or F of positive integers, got {shown(shape)}")
     file = model.where.file if model.where else None
     walker = _Walker(batch)
+    if model.block_input is not None:
+        walker.inputs[model.block_input] = channels(shape)
     try:
         start: State = (shape, (1, 1), (1, 1), shape[1:] if len(shape) == 3 else (1, 1), 0)
         final = walker.sequence(model.layers, start, (), True, ("layers",))

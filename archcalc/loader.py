@@ -7,9 +7,9 @@ a model, a value written `$param` is replaced by the parameter's value, which is
 it is (a `$` inside it is not looked up again); a list-valued parameter written as an
 item of a list of layers is spliced into it (`- $norm` with `norm: []` adds nothing),
 and as an item of concat's list it is one branch. A model may `extends:` another of the
-same file, changing `defaults`.
-There is no arithmetic and nothing executes. The layers are compiled once per file and
-built per model by `archcalc.templates`.
+same file, changing `defaults`. A value written `${...}` is a whitelisted expression
+(archcalc.expressions), and `import:` makes other files' blocks usable. Nothing executes. The
+layers are compiled once per file and built per model by `archcalc.templates`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from archcalc.errors import SpecError
+from archcalc.errors import SpecError, shown
+from archcalc.expressions import IN_CHANNELS, BlockInput
 from archcalc.spec import LEAF_OPS, Model, Where
 from archcalc.templates import (
     COMPOSITE_OPS, Builder, Compiler, check_keys, did_you_mean, line_of,
@@ -26,16 +27,26 @@ from archcalc.yamlfile import LDict, read
 
 __all__ = ["SpecFile", "did_you_mean"]
 
-SINGLE_KEYS = ("name", "description", "source", "input", "layers", "blocks", "defaults")
-MULTI_KEYS = ("models", "blocks", "description", "source")
-MODEL_KEYS = ("name", "description", "source", "input", "layers", "defaults", "extends")
+SINGLE_KEYS = ("name", "description", "source", "input", "layers", "blocks", "defaults", "import", "published")
+MULTI_KEYS = ("models", "blocks", "description", "source", "import")
+MODEL_KEYS = ("name", "description", "source", "input", "layers", "defaults", "extends", "published")
+# What a model may say of its published figures, and what each must be
+PUBLISHED_KEYS = {
+    "torchvision": (str, "the name of torchvision's builder, e.g. efficientnet_b0"),
+    "params": (int, "an integer"),
+    "gflops": ((int, float), "a number (torchvision's GFLOPS: multiply-accumulates, in billions)"),
+    "top1": ((int, float), "a number (ImageNet-1K top-1 accuracy, %)"),
+    "top5": ((int, float), "a number (ImageNet-1K top-5 accuracy, %)"),
+    "weights": (str, "the name of the weights the figures belong to"),
+    "source": (str, "where the figures come from"),
+}
 BLOCK_KEYS = ("params", "defaults", "layers", "description")
 
 
 class SpecFile:
     """One YAML spec file: its models and blocks, built into Model objects on demand."""
 
-    def __init__(self, path: Path | str, data: object | None = None) -> None:
+    def __init__(self, path: Path | str, data: object | None = None, importing: tuple[Path, ...] = ()) -> None:
         self.path = Path(path)
         self.file = str(path)
         data = read(self.path) if data is None else data
@@ -51,7 +62,8 @@ class SpecFile:
             check_keys(data, SINGLE_KEYS, "a spec file", self.file)
             entries = [data]
         self.blocks = self._read_blocks(data.get("blocks"), line_of(data, "blocks"))
-        self.compiler = Compiler(self.file, data, self.blocks)
+        imported = self._read_imports(data.get("import"), line_of(data, "import"), importing)
+        self.compiler = Compiler(self.file, data, self.blocks, imported)
         self.entries: dict[str, dict[str, Any]] = {}
         for i, entry in enumerate(entries):
             line = line_of(entries, i, data.line if isinstance(data, LDict) else None)
@@ -93,9 +105,52 @@ class SpecFile:
             if not isinstance(defaults, dict):
                 raise SpecError(f"defaults of block {name!r} must be a mapping", file=self.file,
                                 line=line_of(block, "defaults"))
+            if IN_CHANNELS in params or IN_CHANNELS in defaults:
+                raise SpecError(f"block {name!r}: {IN_CHANNELS} is the block's incoming width, not a parameter "
+                                "it can take", file=self.file, line=line_of(block, "params"))
             if "layers" not in block:
                 raise SpecError(f"block {name!r} has no layers", file=self.file, line=bline)
         return dict(blocks)
+
+    def _read_imports(self, imports, line, importing: tuple[Path, ...]) -> dict[str, Compiler]:
+        """The blocks of the files `import:` names (built-in family names or paths relative to this
+        file), by block name, each with the compiler of the file that defines it."""
+        if imports is None:
+            return {}
+        if not isinstance(imports, list) or not all(isinstance(i, str) and i for i in imports):
+            raise SpecError("import: must be a list of built-in family names (e.g. resnet) or .yaml paths",
+                            file=self.file, line=line)
+        here = self.path.resolve()
+        importing = (*importing, here)
+        blocks: dict[str, Compiler] = {}
+        for i, name in enumerate(imports):
+            item_line = line_of(imports, i, line)
+            path = self._import_path(name, item_line)
+            if path.resolve() in importing:
+                chain = " -> ".join(p.name for p in (*importing, path))
+                raise SpecError(f"files import each other in a loop ({chain})", file=self.file, line=item_line)
+            try:
+                other = SpecFile(path, importing=importing)
+            except SpecError as err:
+                raise err.located(file=self.file, line=item_line) from None
+            for block, compiler in {**dict.fromkeys(other.blocks, other.compiler)}.items():
+                if block in self.blocks or block in blocks:
+                    raise SpecError(f"block {block!r} of {name} is also defined "
+                                    f"{'in this file' if block in self.blocks else 'by an earlier import'}",
+                                    file=self.file, line=item_line)
+                blocks[block] = compiler
+        return blocks
+
+    def _import_path(self, name: str, line: int | None) -> Path:
+        if name.endswith((".yaml", ".yml")):
+            return self.path.parent / name
+        from archcalc.registry import architectures_dir  # the registry reads spec files: imported here
+
+        families = sorted(p.stem for p in architectures_dir().glob("*.yaml"))
+        if name not in families:
+            raise SpecError(f"import {name!r}: no built-in family file of that name{did_you_mean(name, families)} "
+                            "(a path must end in .yaml)", file=self.file, line=line)
+        return architectures_dir() / f"{name}.yaml"
 
     def _entry_name(self, name: str | None) -> str:
         """The model `name` names in this file (the only one, if name is None)."""
@@ -117,6 +172,9 @@ class SpecFile:
         name = self._entry_name(name)
         entry = self._resolved(name)
         scope = dict(entry["defaults"])
+        if IN_CHANNELS in scope:
+            raise SpecError(f"{name}: {IN_CHANNELS} is the model's input width, not a parameter it can take",
+                            file=self.file, line=entry["line"])
         for key, value in (params or {}).items():
             if key not in scope:
                 have = ", ".join(scope) or "none"
@@ -124,6 +182,7 @@ class SpecFile:
                                 file=self.file)
             scope[key] = value
         builder = Builder(self.compiler)
+        scope[IN_CHANNELS] = block_input = BlockInput()
         try:
             shape = builder.substitute(entry["input"], scope, entry["input_line"])
             built = builder.layers(entry["layers"], scope, entry["layers_line"], (None, "layers"))
@@ -133,13 +192,32 @@ class SpecFile:
                 layers=built,
                 description=str(entry["description"] or ""),
                 source=str(entry["source"] or ""),
+                published=self._published(entry),
                 where=Where(self.file, entry["line"]),
+                block_input=block_input,
             )
         except SpecError as err:
             raise err.located(file=self.file, line=entry["input_line"]) from None
         except RecursionError:
             raise SpecError("nested too deeply (does something refer to itself?)", file=self.file,
                             line=entry["line"]) from None
+
+    def _published(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """A model's own `published:` figures, checked (never inherited: a variant's figures are its own)."""
+        published = self.entries[entry["name"]].get("published")
+        if published is None:
+            return {}
+        line = line_of(self.entries[entry["name"]], "published")
+        if not isinstance(published, dict):
+            raise SpecError("published: must be a mapping (torchvision, params, gflops, top1, top5, weights, source)",
+                            file=self.file, line=line)
+        check_keys(published, PUBLISHED_KEYS, "published", self.file)
+        for key, value in published.items():
+            kind, what = PUBLISHED_KEYS[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise SpecError(f"published {key} must be {what}, got {shown(value)}", file=self.file,
+                                line=line_of(published, key, line))
+        return dict(published)
 
     def _resolved(self, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         """A model entry with `extends` applied: the parent's keys, the child's defaults on top."""
@@ -155,6 +233,7 @@ class SpecFile:
                 raise SpecError("defaults must be a mapping of parameter to value", file=self.file,
                                 line=line_of(entry, "defaults"))
             return {
+                "name": name,
                 "input": entry["input"],
                 "layers": entry["layers"],
                 "input_line": line_of(entry, "input", line),
@@ -183,4 +262,5 @@ class SpecFile:
         resolved["description"] = entry.get("description", resolved["description"])
         resolved["source"] = entry.get("source", resolved["source"])
         resolved["line"] = line
+        resolved["name"] = name
         return resolved

@@ -7,11 +7,13 @@ are inferred from the incoming shape and, when given, must match it.
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Optional, TypeVar, Union
 
 from archcalc.errors import SpecError, shown
+from archcalc.expressions import BlockInput, has_deferred, resolve_value
 
 IntPair = Union[int, tuple[int, int]]
 
@@ -42,7 +44,7 @@ def spell_parts(parts: Iterable[int | str]) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else part for part in parts)
 
 
-def arg(kind: str, default=None, *, required: bool = False):
+def arg(kind: str | tuple[str, ...], default=None, *, required: bool = False):
     """A spec field with a validation kind (see `_CHECKS`)."""
     if required:
         return field(metadata={"kind": kind})
@@ -88,7 +90,15 @@ _CHECKS = {
         lambda v: isinstance(v, (tuple, list)) and 0 < len(v) <= 8 and all(_is_int(d) for d in v),
         "a list of dimension indices, e.g. [0, 2, 3, 1]",
     ),
+    "nonneg_int": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
 }
+
+
+def _rule(kind: str | tuple[str, ...]) -> tuple[Callable[[object], bool], str]:
+    """A kind's check and words; a tuple of strings is a choice among them."""
+    if isinstance(kind, tuple):
+        return (lambda v: v.__class__ is str and v in kind), " or ".join(map(repr, kind))
+    return _CHECKS[kind]
 
 
 def pair(value: IntPair) -> tuple[int, int]:
@@ -105,6 +115,8 @@ class Node:
     """Anything that can stand in a `layers:` list."""
 
     OP: ClassVar[str] = ""
+    # fields holding an expression that reads `in_channels`, resolved by the walk (`resolved`)
+    deferred: ClassVar[tuple[str, ...]] = ()
     name: str | None = None
     trainable: bool = True
     where: Where | None = field(default=None, compare=False, repr=False)
@@ -136,11 +148,21 @@ class Node:
         state = self.__dict__  # read and written directly: a frozen dataclass's setattr refuses, and is slow
         for field_name in given:
             value = state[field_name]
+            if has_deferred(value):  # checked once the walk knows in_channels
+                state["deferred"] = (*self.deferred, field_name)
+                continue
             rule = rules.get(field_name)
             if rule is not None and value is not rule[0] and not rule[1](value):
                 raise SpecError(f"{field_name} must be {rule[2]}, got {shown(value)}", op=self.OP)
             if isinstance(value, list):
                 state[field_name] = tuple(value)
+
+
+def resolved(node: N, inputs: Mapping[BlockInput, int]) -> N:
+    """`node` with its `in_channels` expressions evaluated for the blocks' inputs the walk has reached."""
+    values = {name: resolve_value(node.__dict__[name], inputs) for name in node.deferred}
+    fields_ = {key: value for key, value in node.__dict__.items() if key not in ("where", "deferred")}
+    return node.__class__.from_spec({**fields_, **values}, node.where, check=values)
 
 
 def _name_ok(value) -> bool:
@@ -166,9 +188,9 @@ def class_info(cls: type[Node]) -> ClassInfo:
             rules={
                 "name": (None, _name_ok, "a non-empty string without '.' or spaces"),
                 "trainable": (True, lambda v: v.__class__ is bool, "true or false"),
-                **{f.name: (f.default, *_CHECKS[f.metadata["kind"]]) for f in fields(cls) if "kind" in f.metadata},
+                **{f.name: (f.default, *_rule(f.metadata["kind"])) for f in fields(cls) if "kind" in f.metadata},
             },
-            arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where")),
+            arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where", "block_input")),
             required=tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
             defaults={f.name: f.default for f in fields(cls) if f.default is not MISSING},
         )
@@ -268,6 +290,37 @@ class Tanh(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReLU6(Node):
+    OP: ClassVar[str] = "relu6"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hardswish(Node):
+    OP: ClassVar[str] = "hardswish"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hardsigmoid(Node):
+    OP: ClassVar[str] = "hardsigmoid"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiLU(Node):
+    OP: ClassVar[str] = "silu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GELU(Node):
+    OP: ClassVar[str] = "gelu"
+    approximate: str = arg(("none", "tanh"), "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Identity(Node):
+    OP: ClassVar[str] = "identity"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Softmax(Node):
     OP: ClassVar[str] = "softmax"
     dim: int = arg("int", 1)
@@ -277,6 +330,23 @@ class Softmax(Node):
 class Dropout(Node):
     OP: ClassVar[str] = "dropout"
     p: float = arg("prob", 0.5)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StochasticDepth(Node):
+    """Drops a residual branch per sample (`row`) or for the whole batch in training; the identity at inference."""
+
+    OP: ClassVar[str] = "stochasticdepth"
+    p: float = arg("prob", required=True)
+    mode: str = arg(("row", "batch"), "row")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerScale(Node):
+    """A learned per-channel scale, initialised to init_value (ConvNeXt, CaiT)."""
+
+    OP: ClassVar[str] = "layerscale"
+    init_value: float = arg("number", 1e-6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,6 +363,21 @@ class ChannelPad(Node):
     out_channels: int = arg("pos_int", required=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChannelShuffle(Node):
+    """Interleaves `groups` groups of channels (ShuffleNet): C = groups x n, channel g*n+i goes to i*groups+g."""
+
+    OP: ClassVar[str] = "channelshuffle"
+    groups: int = arg("pos_int", required=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chunk(Node):
+    """Chunk `index` of torch.chunk(x, chunks, dim=1): channels split into parts of ceil(C / chunks)."""
+
+    OP: ClassVar[str] = "chunk"
+    chunks: int = arg("pos_int", required=True)
+    index: int = arg("nonneg_int", required=True)
 # ---- tokens, channels-last maps and attention ---------------------------------------------
 
 
@@ -407,6 +492,8 @@ class Sequential(Node):
     OP: ClassVar[str] = "sequential"
     layers: Layers = ()
     block: str | None = None
+    # what `in_channels` stands for in the block's expressions: set to its input by the walk
+    block_input: BlockInput | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -432,18 +519,36 @@ class Residual(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Gate(Node):
+    """x * layers(x), the layers' output broadcast over x (squeeze-and-excitation: C x 1 x 1 against C x H x W)."""
+
+    OP: ClassVar[str] = "gate"
+    layers: Layers = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Repeat(Node):
     OP: ClassVar[str] = "repeat"
     times: int = arg("pos_int", required=True)
     layers: Layers = ()
 
 
-COMPOSITES: tuple[type[Node], ...] = (Sequential, Concat, Residual, Repeat)
+@dataclass(frozen=True, kw_only=True)
+class Auxiliary(Node):
+    """Layers on the current tensor whose parameters count but which do not run at inference, and
+    whose output is dropped (Inception-v3's auxiliary classifier, used only to train)."""
+
+    OP: ClassVar[str] = "auxiliary"
+    layers: Layers = ()
+
+
+COMPOSITES: tuple[type[Node], ...] = (Sequential, Concat, Residual, Gate, Repeat, Auxiliary)
 LEAF_OPS: dict[str, type[Node]] = {
     cls.OP: cls
     for cls in (
         Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Linear, BatchNorm2d, LocalResponseNorm,
         ReLU, Sigmoid, Tanh, Softmax, Dropout, Flatten, ChannelPad,
+        ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Identity, StochasticDepth, LayerScale, ChannelShuffle, Chunk,
         Permute, LayerNorm, Tokens, ClassToken, PositionEmbedding, SelectToken, MeanTokens, MultiheadAttention,
         ShiftedWindowAttention, ShiftedWindowAttentionV2, PatchMerge,
     )
@@ -460,6 +565,9 @@ class Model:
     description: str = ""
     source: str = ""
     where: Where | None = field(default=None, compare=False, repr=False)
+    block_input: BlockInput | None = field(default=None, compare=False, repr=False)  # `in_channels` at the top
+    # figures published for this network (torchvision's builder, params, GFLOPS, top-1, and their source)
+    published: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         shape = self.input
@@ -471,3 +579,4 @@ class Model:
             raise SpecError(f"input must be [C, H, W] or [F] of positive integers, got {shown(shape)}")
         object.__setattr__(self, "input", tuple(shape))
         object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "published", MappingProxyType(dict(self.published)))

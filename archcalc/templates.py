@@ -17,20 +17,23 @@ import difflib
 from typing import Any, Callable, Mapping, Optional
 
 from archcalc.errors import SpecError, shown
+from archcalc.expressions import IN_CHANNELS, BlockInput, Deferred, evaluate, is_expression
 from archcalc.spec import (
-    LEAF_OPS, Concat, Node, Repeat, Residual, Sequential, SpecPath, Where, class_info, spell,
+    LEAF_OPS, Auxiliary, Concat, Gate, Node, Repeat, Residual, Sequential, SpecPath, Where, class_info, spell,
 )
 from archcalc.yamlfile import LDict, LList
 
 LAYER_KEYS = ("name", "trainable")
-COMPOSITE_OPS = ("sequential", "concat", "residual", "repeat")
+COMPOSITE_OPS = ("sequential", "concat", "residual", "gate", "repeat", "auxiliary")
+LIST_OPS = ("sequential", "gate", "auxiliary")  # composites whose argument is one list of layers (a `$param` may stand for it)
 MAX_SPEC_NODES = 50_000  # layers written out after expanding blocks (repeats stay shared)
 MAX_NESTING = 64
 # A block argument of one of these types is told apart from another by its value; any other
 # (a list or mapping) by the object, which the caller keeps alive while its id is a key.
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-# How a field gets its value: as written, a `$param`'s value, or a container with `$params` in it, substituted
-LITERAL, REF, NESTED = 0, 1, 2
+# How a field gets its value: as written, a `$param`'s value, a container with `$params` in it, substituted,
+# or a `${...}` expression's value
+LITERAL, REF, NESTED, EXPR = 0, 1, 2, 3
 # The scope a piece of layer data resolves its `$params` in; None for data that came out of a
 # parameter, which was resolved where it was passed and is used as it is.
 Scope = Optional[Mapping[str, Any]]
@@ -174,7 +177,7 @@ class _Call:
 
 
 class _Composite:
-    """sequential, concat, residual or repeat holding something to substitute: its layer lists
+    """sequential, gate, concat, residual or repeat holding something to substitute: its layer lists
     (and repeat's times) built per build."""
 
     __slots__ = ("cls", "op", "line", "where", "lists", "times", "extra")
@@ -286,11 +289,14 @@ class _Block:
 
 
 # where each composite's layer lists stand in a spec path
-_PARTS = {("sequential", "layers"): ".sequential", ("residual", "body"): ".residual.body",
-          ("residual", "shortcut"): ".residual.shortcut", ("repeat", "layers"): ".repeat.layers"}
+_PARTS = {("sequential", "layers"): ".sequential", ("gate", "layers"): ".gate", ("auxiliary", "layers"): ".auxiliary",
+          ("residual", "body"): ".residual.body", ("residual", "shortcut"): ".residual.shortcut",
+          ("repeat", "layers"): ".repeat.layers"}
 
 
 def _times(times, line: int | None) -> int:
+    if isinstance(times, Deferred):
+        raise SpecError("repeat times cannot depend on in_channels (only a leaf op's arguments can)", line=line)
     if not isinstance(times, int) or isinstance(times, bool) or times < 1:
         raise SpecError(f"repeat times must be a positive integer, got {shown(times)}", line=line)
     return times
@@ -302,10 +308,12 @@ def _times(times, line: int | None) -> int:
 class Compiler:
     """Compiles a file's layer data into templates, keeping those of the data the file holds."""
 
-    def __init__(self, file: str, data, blocks: Mapping[str, LDict]) -> None:
+    def __init__(self, file: str, data, blocks: Mapping[str, LDict],
+                 imported: Mapping[str, Compiler] | None = None) -> None:
         self.file = file
         self.data = data  # the parsed file, kept alive: no other object can take the id of a container in it
         self.blocks = blocks
+        self.imported = imported or {}  # block name -> the compiler of the file (`import:`) that defines it
         # ids of the containers the file holds (their templates are kept), and of those that mention no parameter
         self.owned, self.plain = containers(data)
         # (layer, layers or spliced, id of the data or the string itself, line, whether `$params` are
@@ -325,7 +333,7 @@ class Compiler:
         if not scoped:
             return LITERAL
         if isinstance(value, str):
-            return REF if value.startswith("$") else LITERAL
+            return (EXPR if is_expression(value) else REF) if value.startswith("$") else LITERAL
         if isinstance(value, (dict, list)) and id(value) not in self.plain:
             return NESTED
         return LITERAL
@@ -377,6 +385,10 @@ class Compiler:
     def _spliced(self, value: list, scoped: bool, line: int | None) -> tuple:
         return tuple(self.layer(item, scoped, line_of(value, j, line)) for j, item in enumerate(value))
 
+    def owner(self, name: str) -> Compiler:
+        """The compiler of the file that defines block `name`: this one, or an imported file's."""
+        return self if name in self.blocks else self.imported[name]
+
     def block(self, name: str) -> _Block:
         block = self.kept.get(("block", name))
         if block is None:
@@ -399,15 +411,15 @@ class Compiler:
         """The template of one layer: `op` with its `args` as written, and its name / trainable."""
         if op in LEAF_OPS:
             return self.leaf(LEAF_OPS[op], args, scoped, line, extra)
-        if op in self.blocks:
+        if op in self.blocks or op in self.imported:
             if isinstance(args, dict):
                 return _Call(op, Where(self.file, line), args, self.fields(args, args, scoped, line), extra)
             return _Call(op, Where(self.file, line), args, None, extra)
         if op in COMPOSITE_OPS:
-            if op != "sequential" and scoped and isinstance(args, str) and args.startswith("$"):
+            if op not in LIST_OPS and scoped and isinstance(args, str) and args.startswith("$"):
                 return _Late(op, args, line, extra)
             return self.composite(op, args, scoped, line, extra)
-        known = [*LEAF_OPS, *COMPOSITE_OPS, *self.blocks]
+        known = [*LEAF_OPS, *COMPOSITE_OPS, *self.blocks, *self.imported]
         return _Failing(SpecError(f"unknown op {op!r}{did_you_mean(op, known)}"), line, str(op))
 
     def leaf(self, cls: type[Node], args, scoped: bool, line: int | None, extra: tuple[Field, ...]):
@@ -449,11 +461,14 @@ class Compiler:
         return _Fixed(template.build(_COMPILING, None, None), 0, line)
 
     def composite(self, op: str, args, scoped: bool, line: int | None, extra: tuple[Field, ...]):
-        cls: type[Node] = {"sequential": Sequential, "concat": Concat, "residual": Residual, "repeat": Repeat}[op]
+        cls: type[Node] = {
+            "sequential": Sequential, "gate": Gate, "concat": Concat, "residual": Residual, "repeat": Repeat,
+            "auxiliary": Auxiliary,
+        }[op]
         lists: dict[str, Any] = {}
         times = None
         try:
-            if op == "sequential":
+            if op in LIST_OPS:
                 lists["layers"] = self.layers(args, scoped, line)
             elif op == "concat":
                 if not isinstance(args, list) or not args:
@@ -499,10 +514,10 @@ class Builder:
         self.compiler = compiler
         self.file = compiler.file
         self.count = 0  # layers built, shared ones counted wherever they stand
-        self.calls: list[str] = []
-        # (block, its arguments) -> (arguments, layers, count); each entry holds what its key names
+        self.calls: list[tuple[Compiler, str]] = []  # the blocks being expanded, outermost first
+        # (file, block, its arguments) -> (arguments, layers, count, what in_channels stands for); each entry holds what its key names
         # by id, so that no other object can take the id
-        self.expansions: dict[tuple, tuple[Any, tuple[Node, ...], int]] = {}
+        self.expansions: dict[tuple, tuple[Any, tuple[Node, ...], int, BlockInput]] = {}
 
     def error(self, reason: str, line: int | None, path: SpecPath = None, op: str | None = None) -> SpecError:
         return SpecError(reason, file=self.file, line=line, path=spell(path) if path else None, op=op)
@@ -524,8 +539,12 @@ class Builder:
                     values[key] = scope[data]  # type: ignore[index]
                 except KeyError:
                     raise self.unknown("$" + data, scope, line) from None  # type: ignore[arg-type]
+                if isinstance(values[key], BlockInput):
+                    values[key] = Deferred(None, {}, values[key])
             elif how == NESTED:
                 values[key] = self.substitute(data, scope, line)
+            elif how == EXPR:
+                values[key] = self.expression(data, scope, line)
             else:
                 values[key] = data
         return values
@@ -569,9 +588,19 @@ class Builder:
     def value(self, reference: str, scope: Scope, line: int | None):
         if scope is None:
             return reference
+        if is_expression(reference):
+            return self.expression(reference, scope, line)
         if reference[1:] not in scope:
             raise self.unknown(reference, scope, line)
-        return scope[reference[1:]]
+        value = scope[reference[1:]]
+        return Deferred(None, {}, value) if isinstance(value, BlockInput) else value
+
+    def expression(self, written: str, scope: Scope, line: int | None):
+        """A `${...}`'s value in this scope (a Deferred if it reads in_channels)."""
+        try:
+            return evaluate(written, scope or {})
+        except SpecError as err:
+            raise err.located(file=self.file, line=line) from None
 
     def unknown(self, reference: str, scope: Mapping[str, Any], line: int | None) -> SpecError:
         return self.error(f"unknown parameter {reference}{did_you_mean(reference[1:], scope, '$')}", line)
@@ -579,27 +608,31 @@ class Builder:
     def call(self, name: str, written, args, extra: dict, where: Where, path: SpecPath) -> Sequential:
         """A block's layers for these arguments, as a Sequential written at `where`."""
         line = where.line
+        owner = self.compiler.owner(name)
         if len(self.calls) >= MAX_NESTING:
             raise SpecError(f"blocks are nested more than {MAX_NESTING} deep")
-        if name in self.calls:
-            chain = " -> ".join((*self.calls[self.calls.index(name):], name))
+        if (owner, name) in self.calls:
+            chain = " -> ".join(called for _, called in (*self.calls[self.calls.index((owner, name)):], (owner, name)))
             raise SpecError(f"block {name!r} calls itself ({chain})")
         # The same block with the same arguments builds the same layers: build them once per
         # model and share them, as a repeat's copies are (GoogLeNet's units, ResNet's stages).
         args = {} if args is None else args
         if not isinstance(args, dict):
             raise SpecError(f"arguments of block {name!r} must be a mapping, got {kind_of(args)}")
-        key = (name, *[(k, v.__class__, v if v.__class__ in _PLAIN else id(v)) for k, v in args.items()])
+        key = (owner, name, *[(k, v.__class__, v if v.__class__ in _PLAIN else id(v)) for k, v in args.items()])
         known = self.expansions.get(key)
         if known is None:
-            known = self.expansions[key] = (args, *self._expand(name, written, args, line, path))
+            known = self.expansions[key] = (args, *self._expand(owner, name, written, args, line, path))
         else:
             self.grow(known[2], line, path)  # the limit on layers counts each place a shared layer stands
-        return Sequential.from_spec({"layers": known[1], "block": name, **extra}, where, check=extra)
+        return Sequential.from_spec({"layers": known[1], "block": name, "block_input": known[3], **extra}, where,
+                                    check=extra)
 
-    def _expand(self, name: str, written, args: dict, line: int | None, path: SpecPath) -> tuple[tuple[Node, ...], int]:
-        """A block's layers for these arguments, and how many layers were built."""
-        block = self.compiler.block(name)
+    def _expand(self, owner: Compiler, name: str, written, args: dict, line: int | None,
+                path: SpecPath) -> tuple[tuple[Node, ...], int, BlockInput]:
+        """A block's layers for these arguments, how many layers were built, and what `in_channels`
+        stands for in them."""
+        block = owner.block(name)
         for key in args:
             if key not in block.settable:
                 raise SpecError(f"block {name!r} has no parameter {key!r}{did_you_mean(key, block.known)}",
@@ -607,13 +640,24 @@ class Builder:
         missing = [p for p in block.params if p not in args]
         if missing:
             raise SpecError(f"block {name!r} needs {', '.join(missing)}")
-        self.calls.append(name)
+        # a block of another file (`import:`) is built by that file's compiler, its errors located there
+        builder = self if owner is self.compiler else self.sharing(owner)
+        self.calls.append((owner, name))
         start = self.count
+        block_input = BlockInput()
         try:
-            built = block.layers.build(self, {**block.defaults, **args}, (path, "." + name))
+            built = block.layers.build(builder, {**block.defaults, **args, IN_CHANNELS: block_input},
+                                       (path, "." + name))
         finally:
             self.calls.pop()
-        return built, self.count - start
+            self.count = builder.count
+        return built, self.count - start, block_input
+
+    def sharing(self, compiler: Compiler) -> Builder:
+        """A builder for another file's blocks that counts against this build's limit."""
+        builder = Builder(compiler)
+        builder.count, builder.calls, builder.expansions = self.count, self.calls, self.expansions
+        return builder
 
 
 class _Compiling(Builder):

@@ -23,7 +23,8 @@ from archcalc.errors import SpecError
 from archcalc.ops.attention import CPB_HIDDEN
 from archcalc.ops.common import ChannelsLast
 from archcalc.registry import SpecLike, load
-from archcalc.spec import Layers, Model, Node, pair
+from archcalc.expressions import BlockInput
+from archcalc.spec import Layers, Model, Node, pair, resolved
 
 
 # ---- composite modules ------------------------------------------------------------------
@@ -75,6 +76,27 @@ class Residual(nn.Module):
         return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
 
 
+class Gate(Sequence):
+    """`x * layers(x)`, the layers' output broadcast over x (squeeze-and-excitation)."""
+
+    def __init__(self, children: Mapping[str, nn.Module]) -> None:
+        super().__init__(children, "gate")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * super().forward(x)
+
+
+class Auxiliary(Sequence):
+    """Layers whose parameters are part of the network but which do not run at inference:
+    the input passes through (Inception-v3's auxiliary classifier, a training-time head)."""
+
+    def __init__(self, children: Mapping[str, nn.Module]) -> None:
+        super().__init__(children, kind="auxiliary")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 class ChannelPad(nn.Module):
     """Zero channels appended up to `out_channels` (the CIFAR ResNets' option A shortcut)."""
 
@@ -89,6 +111,56 @@ class ChannelPad(nn.Module):
         return f"out_channels={self.out_channels}"
 
 
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth: in training, zeroes a sample (`row`) or the whole batch with
+    probability p and scales the rest by 1 / (1 - p); the identity in eval mode."""
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        keep = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * keep.div_(1.0 - self.p) if self.p < 1.0 else x * keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+
+class LayerScale(nn.Module):
+    """A learned scale per channel: `weight` is C x 1 x 1 on a channels-first map (ConvNeXt's
+    `layer_scale`), else shaped as the last dim (channels-last maps, tokens, vectors)."""
+
+    def __init__(self, shape: tuple[int, ...], init_value: float) -> None:
+        super().__init__()
+        self.init_value = init_value
+        channels_first = len(shape) == 4 and shape.__class__ is not ChannelsLast
+        self.weight = nn.Parameter(torch.empty((shape[1], 1, 1) if channels_first else (shape[-1],)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.fill_(self.init_value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+class Chunk(nn.Module):
+    """`x.chunk(chunks, dim=1)[index]`."""
+
+    def __init__(self, chunks: int, index: int) -> None:
+        super().__init__()
+        self.chunks, self.index = chunks, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.chunk(self.chunks, dim=1)[self.index]
+
+    def extra_repr(self) -> str:
+        return f"chunks={self.chunks}, index={self.index}"
 # ---- tokens, channels-last maps and attention -------------------------------------------
 
 
@@ -434,6 +506,16 @@ LEAF_BUILDERS: dict[type[Node], Callable[[Any, tuple[int, ...]], nn.Module]] = {
     S.Dropout: lambda s, shape: nn.Dropout(s.p),
     S.Flatten: lambda s, shape: nn.Flatten(),
     S.ChannelPad: lambda s, shape: ChannelPad(s.out_channels),
+    S.ReLU6: lambda s, shape: nn.ReLU6(),
+    S.Hardswish: lambda s, shape: nn.Hardswish(),
+    S.Hardsigmoid: lambda s, shape: nn.Hardsigmoid(),
+    S.SiLU: lambda s, shape: nn.SiLU(),
+    S.GELU: lambda s, shape: nn.GELU(s.approximate),
+    S.Identity: lambda s, shape: nn.Identity(),
+    S.StochasticDepth: lambda s, shape: StochasticDepth(s.p, s.mode),
+    S.LayerScale: lambda s, shape: LayerScale(shape, s.init_value),
+    S.ChannelShuffle: lambda s, shape: nn.ChannelShuffle(s.groups),
+    S.Chunk: lambda s, shape: Chunk(s.chunks, s.index),
     S.Permute: lambda s, shape: Permute(s.dims),
     S.LayerNorm: _layernorm,
     S.Tokens: lambda s, shape: Tokens(),
@@ -453,8 +535,13 @@ class _Builder:
 
     def __init__(self) -> None:
         self.frozen: list[nn.Module] = []  # leaves under `trainable: false`
+        self.inputs: dict[BlockInput, int] = {}  # what in_channels is for each block being built
         # a 4-d tensor's layout, which its shape cannot tell: channels last after a permute [0, 2, 3, 1]
         self.channels_last = False
+
+    def width(self, x: torch.Tensor) -> int:
+        """What `in_channels` means for this tensor: C of a channels-first (B, C, H, W) map, else the last dim."""
+        return x.shape[1] if x.dim() == 4 and not self.channels_last else x.shape[-1]
 
     def children(self, layers: Layers, x: torch.Tensor, path: Path, trainable: bool) -> tuple[dict, torch.Tensor]:
         built = {}
@@ -477,6 +564,8 @@ class _Builder:
 
     def layer(self, layer: Node, x: torch.Tensor, path: Path, trainable: bool) -> tuple[nn.Module, torch.Tensor]:
         trainable = trainable and layer.trainable
+        if layer.deferred:
+            layer = resolved(layer, self.inputs)
         make = LEAF_BUILDERS.get(type(layer))
         if make is not None:
             module = make(layer, ChannelsLast(x.shape) if self.channels_last else x.shape)
@@ -489,8 +578,20 @@ class _Builder:
                 self.channels_last = False
             return module, y
         if isinstance(layer, S.Sequential):
+            if layer.block_input is not None:
+                self.inputs[layer.block_input] = self.width(x)
             built, x = self.children(layer.layers, x, path, trainable)
             return _located(Sequence, path, built, layer.block or "sequential"), x
+        if isinstance(layer, S.Gate):
+            layout = self.channels_last
+            built, y = self.children(layer.layers, x, path, trainable)
+            self.channels_last = layout  # the product has the input's layout
+            return _located(Gate, path, built), x * y
+        if isinstance(layer, S.Auxiliary):
+            layout = self.channels_last
+            built, _ = self.children(layer.layers, x, path, trainable)
+            self.channels_last = layout
+            return _located(Auxiliary, path, built), x
         if isinstance(layer, S.Repeat):
             copies = {}
             for i in range(layer.times):
@@ -547,6 +648,8 @@ def build_module(
     builder = _Builder()
     with torch.device("meta"):
         x = torch.empty((2, *shape))  # 2: batch norm in training mode refuses one value per channel
+        if model.block_input is not None:
+            builder.inputs[model.block_input] = builder.width(x)
         children, _ = builder.children(model.layers, x, (), True)
         net = _located(Network, (), children, model)
     net.to_empty(device=device)

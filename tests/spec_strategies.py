@@ -155,10 +155,34 @@ def lrn(draw, shape, names):
     return _layer("localresponsenorm", args, draw, names), shape
 
 
+ACTIVATIONS = ["relu", "sigmoid", "tanh", "dropout", "softmax", "relu6", "hardswish", "hardsigmoid", "silu", "gelu",
+               "identity", "stochasticdepth", "layerscale"]
+
+
 def activation(draw, shape, names):
-    op = draw(st.sampled_from(["relu", "sigmoid", "tanh", "dropout", "softmax"]))
-    args = {"p": 0.25} if op == "dropout" and draw(st.booleans()) else None
+    op = draw(st.sampled_from(ACTIVATIONS))
+    args = None
+    if op == "dropout" and draw(st.booleans()):
+        args = {"p": 0.25}
+    elif op == "gelu" and draw(st.booleans()):
+        args = {"approximate": draw(st.sampled_from(["none", "tanh"]))}
+    elif op == "stochasticdepth":
+        args = {"p": draw(st.sampled_from([0.0, 0.1, 0.5])), "mode": draw(st.sampled_from(["row", "batch"]))}
+    elif op == "layerscale" and draw(st.booleans()):
+        args = {"init_value": 0.5}
     return _layer(op, args, draw, names), shape
+
+
+def channelshuffle(draw, shape, names):
+    return _layer("channelshuffle", {"groups": draw(st.sampled_from(_divisors(shape[0])))}, draw, names), shape
+
+
+def chunk(draw, shape, names):
+    c = shape[0]
+    chunks = draw(st.integers(1, 4))
+    size = -(-c // chunks)  # torch.chunk: parts of ceil(c / chunks), as many as the channels fill
+    index = draw(st.integers(0, -(-c // size) - 1))
+    return _layer("chunk", {"chunks": chunks, "index": index}, draw, names), (min(size, c - index * size), *shape[1:])
 
 
 def channelpad(draw, shape, names):
@@ -287,7 +311,7 @@ def keep_chain(draw, shape, depth: int, stride: int, out: int | None = None):
             maker = draw(st.sampled_from(["conv", "pool"]))
             item, shape = (conv_keep if maker == "conv" else pool_keep)(draw, shape, names, stride)
         else:
-            choices = [conv_keep, pool_keep, batchnorm, activation, lrn, channelpad]
+            choices = [conv_keep, pool_keep, batchnorm, activation, lrn, channelpad, channelshuffle]
             if depth > 0:
                 choices.append(lambda d_, s_, n_: residual(d_, s_, n_, depth - 1, stride=1))
             item, shape = draw(st.sampled_from(choices))(draw, shape, names)
@@ -329,6 +353,40 @@ def concat(draw, shape, parent_names, depth: int):
     return _layer("concat", branches, draw, parent_names), (sum(o[0] for o in outs), *outs[0][1:])
 
 
+def gate(draw, shape, parent_names, depth: int):
+    """x * layers(x): squeeze-and-excitation (a C x 1 x 1 factor), or a same-shape chain."""
+    c = shape[0]
+    names = list(NAMES)
+    if draw(st.booleans()):
+        squeeze = draw(st.integers(1, MAX_CHANNELS))
+        layers = [
+            _layer("adaptiveavgpool2d", {"output_size": 1}, draw, names),
+            _layer("conv2d", {"out_channels": squeeze, "kernel_size": 1}, draw, names),
+            activation(draw, (squeeze, 1, 1), names)[0],
+            _layer("conv2d", {"out_channels": c, "kernel_size": 1}, draw, names),
+            _layer(draw(st.sampled_from(["sigmoid", "hardsigmoid"])), None, draw, names),
+        ]
+    else:
+        layers, _ = keep_chain(draw, shape, max(depth - 1, 0), 1, c)
+    return _layer("gate", layers, draw, parent_names), shape
+
+
+def shuffle_unit(draw, shape, parent_names, depth: int):
+    """ShuffleNetV2's unit: one half of the channels kept, the other through a chain, joined and shuffled."""
+    c = shape[0]
+    if c % 2:
+        return channelpad(draw, shape, parent_names)
+    names = list(NAMES)
+    half = c // 2
+    body, new = keep_chain(draw, (half, *shape[1:]), max(depth - 1, 0), 1, half)
+    unit = [
+        _layer("concat", [[_layer("chunk", {"chunks": 2, "index": 0}, draw, names)],
+                          [_layer("chunk", {"chunks": 2, "index": 1}, draw, names), *body]], draw, names),
+        _layer("channelshuffle", {"groups": 2}, draw, names),
+    ]
+    return _layer("sequential", unit, draw, parent_names), shape
+
+
 def repeat(draw, shape, parent_names, depth: int):
     """A shape-invariant unit repeated 1-3 times."""
     names = list(NAMES)
@@ -350,9 +408,9 @@ def sequential(draw, shape, parent_names, depth: int):
 def chain(draw, shape, names: list[str], depth: int, count: int):
     items = []
     for _ in range(count):
-        leaves = [conv_any, conv_any, pool_any, adaptive, batchnorm, activation, lrn, channelpad, layernorm, channels_last_run,
-                  channels_last_run]
-        composites = [residual, concat, repeat, sequential] if depth > 0 else []
+        leaves = [conv_any, conv_any, pool_any, adaptive, batchnorm, activation, lrn, channelpad, channelshuffle, chunk,
+                  layernorm, channels_last_run, channels_last_run]
+        composites = [residual, concat, repeat, sequential, gate, shuffle_unit] if depth > 0 else []
         if composites and draw(st.integers(0, 2)) == 0:
             item, shape = draw(st.sampled_from(composites))(draw, shape, names, depth)
         else:

@@ -15,6 +15,8 @@ def test_registry_lists_every_family():
         "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50-paper", "resnet20", "resnet56",
         "inception-naive", "inception-bottleneck", "conv7x7", "stacked-3x3", "conv5x5", "stacked-3x3-2",
         *(f"vgg{n}{bn}" for n in (11, 13, 16, 19) for bn in ("", "-bn")),
+        "mobilenet-v3-large", "mobilenet-v3-small", "efficientnet-b0",
+        *(f"shufflenet-v2-x{w}" for w in ("0-5", "1-0", "1-5", "2-0")),
     }
     assert expected <= set(MODELS)
 
@@ -62,6 +64,42 @@ def test_torchvision_published_totals(name):
     total = archcalc.analyze(name).total
     assert total.params == params
     assert round(total.macs / 1e9, 2) == gmacs  # published to two decimals
+
+
+# The same table for the mobile networks, whose GFLOPS torchvision publishes to three decimals: the
+# weights' meta in torchvision/models/mobilenetv3.py, efficientnet.py, shufflenetv2.py
+# ("num_params", "_ops"); ShuffleNet V2 0.5x is given as 0.04.
+TORCHVISION_MOBILE = {
+    "mobilenet-v3-large": (5_483_032, 0.217),
+    "mobilenet-v3-small": (2_542_856, 0.057),
+    "efficientnet-b0": (5_288_548, 0.386),
+    "shufflenet-v2-x0-5": (1_366_792, 0.040),
+    "shufflenet-v2-x1-0": (2_278_604, 0.145),
+    "shufflenet-v2-x1-5": (3_503_624, 0.296),
+    "shufflenet-v2-x2-0": (7_393_996, 0.583),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_MOBILE))
+def test_torchvision_published_totals_of_mobile_networks(name):
+    params, gmacs = TORCHVISION_MOBILE[name]
+    total = archcalc.analyze(name).total
+    assert total.params == params
+    assert round(total.macs / 1e9, 3) == gmacs
+
+
+def test_mobilenet_v3_large_blocks():
+    # Table 1 of Howard et al.: 112x112x16 after the stem, 7x7x960 before the pool; the first
+    # squeeze-and-excitation (block 4: 72 channels at 28x28) squeezes to make_divisible(72 // 4, 8) = 24.
+    result = archcalc.analyze("mobilenet-v3-large")
+    rows = {row.name: row for row in result.rows}
+    assert rows["features.0.2"].output_shape == (1, 16, 112, 112)
+    assert rows["features.16.2"].output_shape == (1, 960, 7, 7)
+    assert rows["features.4.block.2.se.fc1"].output_shape == (1, 24, 1, 1)
+    se = rows["features.4.block.2.se"]
+    assert (se.op, se.output_shape) == ("mul", (1, 72, 28, 28))
+    assert sum(row.op == "mul" for row in result.rows) == 8  # blocks with squeeze-and-excitation
+    assert sum(row.op == "add" for row in result.rows) == 10  # stride 1, same width in and out
 
 
 def test_d2l_lenet():

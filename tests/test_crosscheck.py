@@ -61,7 +61,7 @@ def test_module_names_are_the_calculators_row_paths(name):
     modules = layer_modules(net)
     result = archcalc.analyze(name)
     leaves = {n for n, m in modules.items() if n and is_leaf(m)}
-    joins = {row.name for row in result.rows if row.op in ("concat", "add")}
+    joins = {row.name for row in result.rows if row.op in ("concat", "add", "mul")}
     assert leaves == {row.name for row in result.rows} - joins
     assert all(not is_leaf(modules[n]) for n in joins)  # a join is its composite module
     # the two derivations of every weight shape (torch's meta pass, the calculator) agree
@@ -81,6 +81,17 @@ def test_resnet50_oracle_totals_and_their_conventions():
     assert t.fvcore > t.macs and round(t.fvcore / 1e9, 2) == 4.11
     assert t.torch == 2 * t.macs
     assert {"fvcore", "torch", "calculator_macs"} <= set(checked.to_dict()["conventions"])
+
+
+def test_mobilenet_v3_oracle_totals():
+    # torchvision: 5,483,032 params, 0.217 GFLOPS. Hard-swish, hard sigmoid and the gates' products
+    # count 0 for fvcore (unsupported aten::hardswish, aten::hardsigmoid, aten::mul) and for torch.
+    checked = check_model("mobilenet-v3-large", device="cpu", runs=0)
+    t = checked.totals
+    assert checked.ok and t.torch_params == 5_483_032
+    assert t.macs == 216_589_760 and t.torch == 2 * t.macs
+    assert t.fvcore == 216_589_760 + 8_799_616 + 644_448  # + batch norms + adaptive average pools
+    assert {"aten::hardswish", "aten::hardsigmoid", "aten::mul"} <= set(checked.fvcore_unsupported)
 
 
 # ---- the result object ---------------------------------------------------------------------
@@ -252,6 +263,30 @@ def test_residual_and_input_override():
     assert isinstance(net.get_submodule("block.body.0"), torch.nn.Conv2d) and net.get_submodule("block").shortcut is None
     assert tuple(net(torch.zeros(2, 3, 5, 7)).shape) == (2, 3, 5, 7)
     assert check_model(model, device="cpu", input=(3, 5, 7), batch=2, runs=0).ok
+
+
+def test_gate_chunk_shuffle_and_layer_scale_compute_what_torchvision_does():
+    # squeeze-and-excitation (torchvision.ops.SqueezeExcitation), a ShuffleNet V2 unit (x.chunk(2, dim=1),
+    # cat, channel_shuffle by view / transpose), ConvNeXt's layer scale, stochastic depth in eval mode
+    se = archcalc.Gate(name="se", layers=(archcalc.AdaptiveAvgPool2d(output_size=1), Conv2d(out_channels=2, kernel_size=1),
+                                          ReLU(), Conv2d(out_channels=8, kernel_size=1), archcalc.Hardsigmoid()))
+    unit = archcalc.Concat(name="unit", branches=((archcalc.Chunk(chunks=2, index=0),),
+                                                  (archcalc.Chunk(chunks=2, index=1), Conv2d(out_channels=4, kernel_size=1))))
+    layers = (se, unit, archcalc.ChannelShuffle(groups=2), archcalc.LayerScale(init_value=0.5, name="scale"),
+              archcalc.StochasticDepth(p=0.5, name="drop"))
+    torch.manual_seed(0)
+    net = build_module(Model(name="modern", input=(8, 5, 5), layers=layers)).eval()
+    x = torch.randn(3, 8, 5, 5)
+    fc1, fc2, conv = net.get_submodule("se.1"), net.get_submodule("se.3"), net.get_submodule("unit.1.1")
+    scale = torch.nn.functional.hardsigmoid(fc2(torch.relu(fc1(x.mean((2, 3), keepdim=True)))))
+    y = x * scale
+    y = torch.cat((y[:, :4], conv(y[:, 4:])), dim=1)
+    y = y.view(3, 2, 4, 5, 5).transpose(1, 2).reshape(3, 8, 5, 5)
+    assert net.get_submodule("scale").weight.shape == (8, 1, 1)
+    torch.testing.assert_close(net(x), 0.5 * y)
+    drop = net.get_submodule("drop").train()  # row mode: each sample kept (and scaled by 2) or zeroed
+    out = drop(torch.ones(64, 3))
+    assert set(out.sum(1).tolist()) <= {0.0, 6.0} and 0 < out.sum() < 64 * 6
 
 
 # ---- an oracle's own miscount, shown with evidence (docs/oracles.md) ------------------------

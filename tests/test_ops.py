@@ -198,3 +198,116 @@ def test_fold_sums_composites():
     assert sum(r.params for r in folded) == result.total.params
     assert sum(r.macs for r in folded) == result.total.macs
     assert folded[1].output_shape == (1, 256, 56, 56)
+
+
+# ---- activations, regularisers and channel ops of modern networks (issue 12) ----------------
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [archcalc.ReLU6(), archcalc.Hardswish(), archcalc.Hardsigmoid(), archcalc.SiLU(), archcalc.GELU(),
+     archcalc.GELU(approximate="tanh"), archcalc.Identity(), archcalc.StochasticDepth(p=0.2, mode="batch")],
+)
+def test_activations_and_stochastic_depth_keep_the_shape_and_cost_nothing(layer):
+    row = one(layer, (6, 11, 13), batch=4)
+    assert row.output_shape == (4, 6, 11, 13)
+    assert (row.params, row.macs, row.fvcore_flops, row.torch_flops) == (0, 0, 0, 0)
+    assert row.receptive_field == (1, 1) and row.stride == (1, 1)
+    assert archcalc.analyze(Model(name="t", input=(10,), layers=[layer])).rows[0].output_shape == (1, 10)
+
+
+def test_gelu_and_stochastic_depth_take_torchs_choices():
+    assert one(archcalc.GELU(approximate="tanh")).description == "gelu tanh"
+    assert one(archcalc.StochasticDepth(p=0.1)).description == "stochasticdepth p=0.1 row"
+    with pytest.raises(SpecError, match="approximate must be 'none' or 'tanh', got 'fast'"):
+        archcalc.GELU(approximate="fast")
+    with pytest.raises(SpecError, match="mode must be 'row' or 'batch'"):
+        archcalc.StochasticDepth(p=0.1, mode="col")
+    with pytest.raises(SpecError, match="p must be a number between 0 and 1"):
+        archcalc.StochasticDepth(p=1.5)
+
+
+@pytest.mark.parametrize("shape, params", [((96, 56, 56), 96), ((10,), 10)])
+def test_layerscale_learns_one_factor_per_channel(shape, params):
+    row = one(archcalc.LayerScale(), shape, batch=3)
+    assert row.output_shape == (3, *shape)
+    assert (row.params, row.macs, row.fvcore_flops) == (params, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "c, chunks, index, size",
+    [(116, 2, 0, 58), (116, 2, 1, 58), (5, 2, 0, 3), (5, 2, 1, 2), (10, 4, 3, 1), (3, 5, 2, 1)],
+)
+def test_chunk_follows_torch_chunk(c, chunks, index, size):
+    # torch.chunk: parts of ceil(c / chunks), the last one what is left
+    row = one(archcalc.Chunk(chunks=chunks, index=index), (c, 7, 9), batch=2)
+    assert row.output_shape == (2, size, 7, 9)
+    assert (row.params, row.macs, row.fvcore_flops) == (0, 0, 0)
+
+
+def test_chunk_index_beyond_the_parts_torch_makes():
+    # torch.chunk(6 channels, 4) gives three parts of 2: there is no chunk 3
+    with pytest.raises(SpecError, match="chunk index 3 is out of range: 6 channels in chunks of 2 make 3"):
+        one(archcalc.Chunk(chunks=4, index=3), (6, 5, 5))
+
+
+def test_channelshuffle_keeps_the_shape_and_needs_groups_to_divide_channels():
+    row = one(archcalc.ChannelShuffle(groups=2), (116, 28, 28))
+    assert row.output_shape == (1, 116, 28, 28) and (row.params, row.macs, row.fvcore_flops) == (0, 0, 0)
+    with pytest.raises(SpecError, match="groups=3 must divide the 116 channels"):
+        one(archcalc.ChannelShuffle(groups=3), (116, 28, 28))
+    with pytest.raises(SpecError, match="channelshuffle needs a C x H x W feature map, got 10 \\(flat\\)"):
+        one(archcalc.ChannelShuffle(groups=2), (10,))
+
+
+def squeeze_excitation(c, squeeze):
+    return archcalc.Gate(layers=[
+        AdaptiveAvgPool2d(output_size=1), Conv2d(out_channels=squeeze, kernel_size=1), ReLU(),
+        Conv2d(out_channels=c, kernel_size=1), archcalc.Hardsigmoid(),
+    ])
+
+
+def test_gate_multiplies_by_a_broadcast_factor():
+    # MobileNetV3's first squeeze-and-excitation: 72 channels at 28x28 squeezed to 24
+    result = archcalc.analyze(Model(name="t", input=(72, 28, 28), layers=[squeeze_excitation(72, 24)]), batch=2)
+    *body, join = result.rows
+    assert [r.name for r in body] == ["0.0", "0.1", "0.2", "0.3", "0.4"]
+    assert (join.name, join.op, join.description) == ("0", "mul", "mul by 72x1x1")
+    assert join.input_shape == join.output_shape == (2, 72, 28, 28)
+    assert (join.params, join.macs, join.fvcore_flops, join.activations) == (0, 0, 0, 2 * 72 * 28 * 28)
+    assert result.total.params == (72 * 24 + 24) + (24 * 72 + 72)
+    assert result.total.macs == 2 * 2 * 72 * 24  # two 1x1 convs on a 1x1 map, batch 2
+    assert result.total.fvcore_flops == result.total.macs + 2 * 72 * 28 * 28  # and the pool's input
+    # the factor sees the whole map; the product stays on the input's grid and stride
+    assert (join.receptive_field, join.stride) == ((28, 28), (1, 1))
+    assert result.total.depth == 2
+    assert [(g.kind, g.start, g.stop) for g in result.groups] == [("gate", 0, 6)]
+
+
+def test_gate_of_the_same_shape_and_one_that_does_not_broadcast():
+    same = archcalc.Gate(layers=[Conv2d(out_channels=8, kernel_size=3, padding=1), archcalc.Sigmoid()])
+    result = archcalc.analyze(Model(name="t", input=(8, 10, 10), layers=[same]))
+    assert result.rows[-1].output_shape == (1, 8, 10, 10) and result.rows[-1].receptive_field == (3, 3)
+    wrong = archcalc.Gate(layers=[AdaptiveAvgPool2d(output_size=1), Conv2d(out_channels=4, kernel_size=1)])
+    with pytest.raises(SpecError, match=r"layers\[0\] \(gate\): gate layers give 4x1x1, which does not broadcast "
+                                        r"over the input 8x10x10"):
+        archcalc.analyze(Model(name="t", input=(8, 10, 10), layers=[wrong]))
+    with pytest.raises(SpecError, match="gate has no layers"):
+        archcalc.analyze(Model(name="t", input=(8, 10, 10), layers=[archcalc.Gate(layers=[])]))
+
+
+def test_auxiliary_counts_parameters_but_runs_nothing_at_inference() -> None:
+    from archcalc.spec import Auxiliary, Flatten
+
+    head = [AdaptiveAvgPool2d(output_size=1), Flatten(), Linear(out_features=10)]
+    body = [Conv2d(out_channels=8, kernel_size=3)]
+    net = Model(name="n", input=(3, 32, 32), layers=(*body, Auxiliary(layers=head), Conv2d(out_channels=16, kernel_size=3)))
+    plain = Model(name="p", input=(3, 32, 32), layers=(*body, Conv2d(out_channels=16, kernel_size=3)))
+    with_aux, without = archcalc.analyze(net), archcalc.analyze(plain)
+    assert with_aux.total.params == without.total.params + 8 * 10 + 10
+    assert (with_aux.total.macs, with_aux.total.activations, with_aux.total.depth) == (
+        without.total.macs, without.total.activations, without.total.depth)
+    aux_rows = [r for r in with_aux.rows if r.path[0] == "1"]
+    assert [r.output_shape for r in aux_rows] == [(1, 8, 1, 1), (1, 8), (1, 10)]
+    assert all(r.macs == r.activations == 0 for r in aux_rows)
+    assert with_aux.rows[-1].receptive_field == without.rows[-1].receptive_field == (5, 5)

@@ -1,10 +1,12 @@
 """Property tests: random specs against torch's real forward passes and both FLOP oracles.
 
 - random valid specs (conv2d with any kernel/stride/padding/dilation/groups/bias and
-  asymmetric sizes, pooling with ceil_mode and padding, batch norm, LRN, activations,
-  concat, residual, repeat, sequential, flatten + linear, layer norm, channels-last runs
-  with window attention and patch merging, token tails with attention, on random input sizes): every
-  row's output shape, parameters, fvcore and FlopCounterMode counts agree exactly;
+  asymmetric sizes, pooling with ceil_mode and padding, batch norm, LRN, activations
+  (hardswish, silu, gelu ...), stochastic depth, layer scale, channel chunks and shuffles,
+  concat, residual, gate (squeeze-and-excitation), ShuffleNet units, repeat, sequential,
+  flatten + linear, layer norm, channels-last runs with window attention and patch merging,
+  token tails with attention, on random input sizes): every row's output shape, parameters,
+  fvcore and FlopCounterMode counts agree exactly;
 - single conv/pool layers with arbitrary (type-correct) arguments: the calculator accepts
   exactly what torch accepts, with the same output shape;
 - random invalid specs: a located SpecError, never another exception.

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from archcalc.ops import attention, elementwise, linear, norms, reshape, tokens, windows
+from archcalc.ops import attention, channels, elementwise, linear, norms, reshape, tokens, windows
 from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, Shape, Window, output_size
 from archcalc.spec import Node
 
 Handler = Callable[[Any, Shape], Cost]  # each takes its own Node subclass
 
-_KINDS = (windows, linear, norms, elementwise, reshape, tokens, attention)
+_KINDS = (windows, linear, norms, elementwise, reshape, channels, tokens, attention)
 HANDLERS: dict[type[Node], Handler] = {cls: h for kind in _KINDS for cls, h in kind.HANDLERS.items()}
 # The op with its key arguments, per op (the bare op name for the rest)
 DESCRIPTIONS: dict[type[Node], Callable[[Any], str]] = {

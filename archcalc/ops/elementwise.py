@@ -1,10 +1,12 @@
-"""Ops that keep the shape and cost no MACs: activations, softmax, dropout."""
+"""Ops that keep the shape and cost no MACs: activations, softmax, dropout, stochastic depth, identity."""
 
 from __future__ import annotations
 
 from archcalc.errors import SpecError
 from archcalc.ops.common import GLOBAL, Cost, new
-from archcalc.spec import Dropout, Node, ReLU, Sigmoid, Softmax, Tanh
+from archcalc.spec import (
+    GELU, Dropout, Hardsigmoid, Hardswish, Identity, Node, ReLU, ReLU6, Sigmoid, SiLU, Softmax, StochasticDepth, Tanh,
+)
 
 
 def elementwise(layer: Node, shape) -> Cost:
@@ -18,5 +20,14 @@ def softmax(layer: Softmax, shape) -> Cost:
     return new(Cost, (shape, 0, 0, 0, GLOBAL if len(shape) == 1 else None))
 
 
-HANDLERS = {ReLU: elementwise, Sigmoid: elementwise, Tanh: elementwise, Softmax: softmax, Dropout: elementwise}
-DESCRIPTIONS = {Dropout: lambda layer: f"dropout p={layer.p}"}
+HANDLERS = {
+    **dict.fromkeys(
+        (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, Identity, Dropout, StochasticDepth), elementwise
+    ),
+    Softmax: softmax,
+}
+DESCRIPTIONS = {
+    Dropout: lambda layer: f"dropout p={layer.p}",
+    StochasticDepth: lambda layer: f"stochasticdepth p={layer.p} {layer.mode}",
+    GELU: lambda layer: "gelu" if layer.approximate == "none" else f"gelu {layer.approximate}",
+}

@@ -1,0 +1,157 @@
+"""Proof that a built-in is the same function as torchvision's model: its weights loaded into
+`build_module(name)`, the same input, the same output, and the same shape at every layer.
+
+The weight mapping, stated once: torchvision's floating-point tensors (parameters, and batch
+norm's running mean and variance) are taken in `state_dict` order, and each tensor of the
+archcalc module, in its own order, takes the first one not yet taken that has its shape. The
+orders agree except where torchvision registers a tensor on a parent module before its
+children (ViT's class token, ConvNeXt's layer scale, Swin's bias tables), which the shape
+tells apart. Every tensor on both sides must be used exactly once.
+
+torch and torchvision are imported here only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from archcalc.registry import load
+from archcalc.torchbuild import build_module
+
+# torchvision's PyPI wheels are CUDA builds; beside torch's CPU wheel their compiled ops
+# cannot load, which torchvision tolerates except for two fake-kernel registrations that
+# need the ops' schemas (pytorch/vision#9085). Declaring the schemas is enough to import
+# the models; the detection ops stay unavailable, as torchvision says when they are called.
+_MISSING_OPS = ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+                "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+_LIBRARIES: list[Any] = []  # kept alive: a torch.library.Library unregisters its ops when collected
+
+
+def import_torchvision():
+    """torchvision.models, importing torchvision beside a CPU-only torch if need be."""
+    try:
+        import torchvision.models as models
+    except RuntimeError as err:
+        if "torchvision::nms" not in str(err):
+            raise
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        library = torch.library.Library("torchvision", "DEF")
+        for schema in _MISSING_OPS:
+            library.define(schema)
+        _LIBRARIES.append(library)
+        models = importlib.import_module("torchvision.models")
+    return models
+
+
+# What a torchvision builder is called with so that it builds the network its published figures
+# describe: with weights=None, googlenet adds the training-only auxiliary classifiers.
+BUILDER_KWARGS: dict[str, dict[str, Any]] = {"googlenet": {"aux_logits": False, "init_weights": True}}
+
+
+def builder_name(name: str) -> str:
+    """torchvision's builder for a built-in: `efficientnet-b0` -> efficientnet_b0, `alexnet-torchvision` -> alexnet."""
+    return name.removesuffix("-torchvision").replace("-", "_")
+
+
+def _floating(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return [(key, t) for key, t in module.state_dict(keep_vars=True).items() if t.is_floating_point()]
+
+
+def transfer_weights(source: nn.Module, target: nn.Module) -> dict[str, str]:
+    """Copy `source`'s weights into `target` by the mapping in this module's docstring; returns
+    target key -> source key. Raises ValueError naming any tensor left without a partner."""
+    available = _floating(source)
+    taken = [False] * len(available)
+    mapping: dict[str, str] = {}
+    with torch.no_grad():
+        for key, tensor in _floating(target):
+            index = next((i for i, (_, t) in enumerate(available) if not taken[i] and t.shape == tensor.shape), None)
+            if index is None:
+                raise ValueError(f"{key} {tuple(tensor.shape)} has no torchvision tensor of that shape left")
+            taken[index] = True
+            source_key, source_tensor = available[index]
+            tensor.copy_(source_tensor)
+            mapping[key] = source_key
+    left = [f"{key} {tuple(t.shape)}" for (key, t), used in zip(available, taken) if not used]
+    if left:
+        raise ValueError(f"torchvision tensors without a partner: {', '.join(left[:5])}")
+    return mapping
+
+
+_RECORDED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm)
+
+
+def _layer_shapes(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, tuple[int, ...]]]]:
+    """The module's output, and (kind, output shape) of every conv, linear and norm layer it calls, in order."""
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+
+    def record(layer: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        kind = next(cls.__name__ for cls in _RECORDED if isinstance(layer, cls))
+        shapes.append((kind, tuple(output.shape)))
+
+    handles = [m.register_forward_hook(record) for m in module.modules() if isinstance(m, _RECORDED)]
+    try:
+        with torch.no_grad():
+            output = module(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return output, shapes
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One built-in beside torchvision's module at one input size."""
+
+    name: str
+    input: tuple[int, ...]
+    max_abs_difference: float
+    output_scale: float
+    layers: int  # conv / linear / norm layers whose output shapes were compared
+    shape_mismatch: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.shape_mismatch is None and self.max_abs_difference <= 1e-4 * max(1.0, self.output_scale)
+
+
+def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 0,
+                   torchvision_kwargs: dict[str, Any] | None = None) -> Identity:
+    """Build torchvision's model and the built-in, move the weights across, and compare in eval mode.
+
+    Batch norm running statistics are randomised first, so that eval mode does not reduce them
+    to the identity. `torchvision_kwargs` go to the builder (ViT's image_size at another input).
+    """
+    models = import_torchvision()
+    shape = tuple(input) if input is not None else load(name).input
+    torch.manual_seed(seed)
+    builder = builder_name(name)
+    reference = getattr(models, builder)(**{**BUILDER_KWARGS.get(builder, {}), **(torchvision_kwargs or {})}).eval()
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.running_mean is not None:
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 1.5)
+    ours = build_module(name, input=shape, init=False).eval()
+    transfer_weights(reference, ours)
+    x = torch.randn(2, *shape)
+    expected, expected_shapes = _layer_shapes(reference, x)
+    got, got_shapes = _layer_shapes(ours, x)
+    mismatch = None
+    if expected_shapes != got_shapes:
+        first = next((i for i, (a, b) in enumerate(zip(expected_shapes, got_shapes)) if a != b),
+                     min(len(expected_shapes), len(got_shapes)))
+        mismatch = (f"layer {first}: torchvision {expected_shapes[first] if first < len(expected_shapes) else 'ends'}, "
+                    f"archcalc {got_shapes[first] if first < len(got_shapes) else 'ends'} "
+                    f"({len(expected_shapes)} vs {len(got_shapes)} layers)")
+    elif expected.shape != got.shape:
+        mismatch = f"output: torchvision {tuple(expected.shape)}, archcalc {tuple(got.shape)}"
+    difference = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
+    return Identity(name, shape, difference, float(expected.abs().max()), len(expected_shapes), mismatch)
