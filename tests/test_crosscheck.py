@@ -23,7 +23,7 @@ fvcore_nn = pytest.importorskip("fvcore.nn")
 
 from archcalc import crosscheck  # noqa: E402
 from archcalc.crosscheck import CrossCheckError, check_model, check_module, resolve_device  # noqa: E402
-from archcalc.torchbuild import build_module  # noqa: E402
+from archcalc.torchbuild import build_module, is_leaf, layer_modules  # noqa: E402
 
 SLOW_MACS = 3e9  # models above this many MACs take a second or more each on a 2-core CPU
 
@@ -58,12 +58,12 @@ def test_builtin_agrees_with_torch_and_both_oracles(name):
 @pytest.mark.parametrize("name", archcalc.list_models())
 def test_module_names_are_the_calculators_row_paths(name):
     net = build_module(name, device="meta", init=False)
-    modules = dict(net.named_modules())
+    modules = layer_modules(net)
     result = archcalc.analyze(name)
-    leaves = {n for n, m in modules.items() if n and not m._modules}
+    leaves = {n for n, m in modules.items() if n and is_leaf(m)}
     joins = {row.name for row in result.rows if row.op in ("concat", "add", "mul")}
     assert leaves == {row.name for row in result.rows} - joins
-    assert all(modules[n]._modules for n in joins)  # a join is its composite module
+    assert all(not is_leaf(modules[n]) for n in joins)  # a join is its composite module
     # the two derivations of every weight shape (torch's meta pass, the calculator) agree
     assert sum(p.numel() for p in net.parameters()) == result.total.params
 
