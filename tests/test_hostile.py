@@ -377,3 +377,8 @@ def test_the_readme_states_the_limits_the_code_applies() -> None:
                    f"| {MAX_SPEC_NODES:,} (repeats", f"| {MAX_LAYERS:,} |", f"| {MAX_NESTING} |",
                    f"| {MAX_SPEC_NODES:,} items |", f"in one file | {MAX_MERGED:,} |"):
         assert figure in limits, figure
+
+
+def test_no_arguments_still_prints_the_help(capsys) -> None:
+    code, out, err = run_cli(capsys)
+    assert code == 2 and "Usage" in out + err and "error:" not in err
