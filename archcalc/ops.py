@@ -29,6 +29,7 @@ from archcalc.spec import (
 Shape = tuple[int, ...]
 Window = tuple[Any, Any, Any, Any]  # effective kernel h, w and stride h, w: ints (Fractions after upsampling)
 GLOBAL = "global"  # every output element sees every input position
+SUBPIXEL = 2**16  # fractional receptive-field steps (upsampling adaptive pools) are multiples of 1/SUBPIXEL
 # Costs are made with tuple.__new__, every field given: a named tuple's own __new__ is Python code,
 # and with keywords took a third of a batch norm's handler.
 _new = tuple.__new__
@@ -133,7 +134,13 @@ def _adaptive_window(size: int, out: int) -> tuple[int | Fraction, int | Fractio
     widest = q if r == 0 else q + 1 if r == 1 or out % r == 0 else q + 2
     if out <= size:
         return widest, -(-size // out)
-    return widest + Fraction(out - math.gcd(size, out), out), Fraction(size, out)
+    return subpixel(widest + Fraction(out - math.gcd(size, out), out)), subpixel(Fraction(size, out))
+
+
+def subpixel(value: Fraction) -> Fraction:
+    """`value` rounded up to a multiple of 1/SUBPIXEL: the receptive field stays an upper bound, and
+    fractions multiplied along a path of upsampling pools keep a small denominator."""
+    return Fraction(-(-value.numerator * SUBPIXEL // value.denominator), SUBPIXEL)
 
 
 def adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape: Shape) -> Cost:
