@@ -24,6 +24,8 @@ CASES = [
     ("googlenet-torchvision", (3, 96, 96)),
     ("resnet18", (3, 64, 64)),
     ("resnet50", (3, 64, 64)),
+    ("swin-t", (3, 64, 64)),  # 16 x 16 patches: every stage's windows padded
+    ("convnext-tiny", (3, 64, 64)),
 ]
 
 
@@ -33,6 +35,12 @@ def test_builtin_is_torchvisions_function(name: str, shape: tuple[int, ...]) -> 
     assert result.shape_mismatch is None, result.shape_mismatch
     assert result.layers > 0
     assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
+
+
+def test_vit_is_torchvisions_function_at_its_image_size() -> None:
+    # the position embedding is sized by the input: torchvision's is built for image_size
+    result = check_identity("vit-b-16", (3, 64, 64), torchvision_kwargs={"image_size": 64})
+    assert result.shape_mismatch is None and result.ok, result
 
 
 def test_weight_mapping_uses_every_tensor_once() -> None:
