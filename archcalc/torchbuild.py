@@ -292,7 +292,8 @@ class MultiheadAttention(Leaf):
         q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(
             batch, n, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
         out = _attend(q * (width // heads) ** -0.5, k, v, None, self.dropout, self.training)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, n, width))
+        # out_proj's weights, not its call, as torch's own: forward hooks see the same layers
+        return F.linear(out.transpose(1, 2).reshape(batch, n, width), self.out_proj.weight, self.out_proj.bias)
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, dropout={self.dropout}"
@@ -382,7 +383,7 @@ class ShiftedWindowAttention(Leaf):
             bias = bias + _shift_mask(ph, pw, self.window, shift, x.device)[:, None]
             bias = bias.repeat(batch, 1, 1, 1)
         out = _attend(q, k, v, bias, self.attention_dropout, self.training)
-        out = self.proj(out.transpose(1, 2).reshape(-1, n, channels))
+        out = F.linear(out.transpose(1, 2).reshape(-1, n, channels), self.proj.weight, self.proj.bias)
         out = F.dropout(out, self.dropout, self.training)
         out = out.view(batch, rows, cols, wh, ww, channels).transpose(2, 3).reshape(batch, ph, pw, channels)
         if any(shift):
