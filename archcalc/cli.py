@@ -11,11 +11,16 @@ import typer
 from archcalc import __version__
 from archcalc.cli_common import (
     BatchOption, Dtype, DtypeOption, FormatOption, InputOption, ModelArgument, OutputFormat, SetOption,
-    UnitsOption, analyse, complete_model, settings_per_model,
+    UnitsOption, analyse, complete_model, fail, settings_per_model,
 )
 from archcalc.formatting import render, to_json
 from archcalc.registry import list_models
 from archcalc.tables import compare_table, compare_dict, layer_table, model_table
+
+try:  # typer 0.20 and later carry their own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer, on click
+    from click.exceptions import ClickException  # type: ignore[no-redef, import-not-found, unused-ignore]
 
 app = typer.Typer(
     name="archcalc",
@@ -138,10 +143,30 @@ app.command("report", epilog="Examples: archcalc report | archcalc report --chec
 
 
 def main() -> None:
-    """Console-script entry point (also `python -m archcalc`)."""
+    """Console-script entry point (also `python -m archcalc`).
+
+    Every mistake ends on one `error: ...` line with exit status 2: click's usage errors too
+    (typer would draw them in a box of several lines), and a write that fails (a full disk).
+    """
     try:
-        app(prog_name="archcalc")
+        try:
+            status = app(prog_name="archcalc", standalone_mode=False)
+            sys.stdout.flush()  # here, not at exit: a full disk is then one line too
+        except ClickException as err:
+            ctx = getattr(err, "ctx", None)  # a usage error's command
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            fail(f"{err.format_message()}{hint}")
+        except typer.Abort:  # end of input at a prompt
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        except OSError as err:
+            if isinstance(err, BrokenPipeError):
+                raise
+            fail(f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+    except typer.Exit as done:  # from fail()
+        sys.exit(done.exit_code)
     except BrokenPipeError:  # `archcalc table resnet152 | head`: not an error worth a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

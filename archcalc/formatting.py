@@ -12,7 +12,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from archcalc.errors import visible
+
 Value = Any  # int | float (a ratio) | tuple[int, ...] (a shape) | str | None
+MAX_CELL = 1000  # characters of one text cell; names are at most 100
+MAX_LINE = 10_000  # of a title or a note (they hold names: at most a few hundred)
 UNITS = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
 
 
@@ -69,10 +73,11 @@ def cell(value: Value, units: bool = False) -> str:
     if isinstance(value, int):
         return number(value, units)
     if isinstance(value, float):  # a ratio
-        return f"{value:,.3g}x" if value < 1000 else f"{value:,.0f}x"
+        # .3g below 999.5 (it would print 999.7 as 1e+03), whole numbers from there
+        return f"{value:,.3g}x" if value < 999.5 else f"{value:,.0f}x"
     if isinstance(value, tuple):
         return shape(value)
-    return str(value)
+    return visible(value, MAX_CELL)
 
 
 def raw(value: Value) -> Value:
@@ -94,16 +99,21 @@ def _tabulate(table: Table, units: bool) -> str:
     """A markdown pipe table: numbers right-aligned, the totals row in bold."""
     from tabulate import tabulate
 
-    rows = [[cell(v, units) for v in row] for row in table.rows]
+    rows = [[_md(cell(v, units)) for v in row] for row in table.rows]
     if table.total is not None:
-        rows.append(["" if v in (None, "") else f"**{cell(v, units)}**" for v in table.total])
+        rows.append(["" if v in (None, "") else f"**{_md(cell(v, units))}**" for v in table.total])
     return tabulate(
         rows,
-        headers=[c.header for c in table.columns],
+        headers=[_md(visible(c.header)) for c in table.columns],
         tablefmt="pipe",
         colalign=["right" if c.numeric else "left" for c in table.columns],
         disable_numparse=True,
     )
+
+
+def _md(text: str) -> str:
+    """A markdown cell's text: `|` would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def _aligned(table: Table, units: bool) -> str:
@@ -112,7 +122,7 @@ def _aligned(table: Table, units: bool) -> str:
     Written out rather than through tabulate: this is the path `archcalc table` takes when
     piped, and importing tabulate (with wcwidth) costs about a tenth of the command's time.
     """
-    header = [c.header for c in table.columns]
+    header = [visible(c.header) for c in table.columns]
     rows = [[cell(v, units) for v in row] for row in table.rows]
     total = [] if table.total is None else [["" if v is None else cell(v, units) for v in table.total]]
     widths = [max(len(r[i]) for r in [header, *rows, *total]) for i in range(len(header))]
@@ -131,7 +141,7 @@ def _aligned(table: Table, units: bool) -> str:
 
 def _framed(table: Table, body: str, gap: str) -> str:
     """The title line, the table, the notes."""
-    parts = [table.title, body, "\n".join(table.notes)]
+    parts = [visible(table.title, MAX_LINE), body, "\n".join(visible(note, MAX_LINE) for note in table.notes)]
     return gap.join(p for p in parts if p) + "\n"
 
 
@@ -151,11 +161,20 @@ def to_csv(table: Table) -> str:
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([c.key for c in table.columns])
+    writer.writerow([_inert(c.key) for c in table.columns])
     for record in table.records():
-        writer.writerow(["x".join(map(str, v)) if isinstance(v, list) else "" if v is None else v
+        writer.writerow(["x".join(map(str, v)) if isinstance(v, list) else "" if v is None else _inert(v)
                          for v in record.values()])
     return out.getvalue()
+
+
+def _inert(value: Value) -> Value:
+    """A CSV text cell that a spreadsheet will not run as a formula (OWASP's rule: a leading
+    = + - @, tab or carriage return gets a `'`), with invisible characters escaped."""
+    if not isinstance(value, str):
+        return value
+    value = visible(value, MAX_CELL)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def to_json(data: Any) -> str:
@@ -169,24 +188,25 @@ def print_rich(table: Table, units: bool = False) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table as RichTable
+    from rich.text import Text
 
     console = Console(highlight=False)
     grid = RichTable(box=box.SIMPLE, show_footer=table.total is not None, header_style="bold",
                      footer_style="bold", pad_edge=False)
     cells = [[cell(v, units) for v in row] for row in table.rows]
     footer = ["" if v is None else cell(v, units) for v in table.total] if table.total is not None else None
-    for i, column in enumerate(table.columns):
+    for i, column in enumerate(table.columns):  # every cell a Text: what it holds is never read as markup
         widest = max((len(row[i]) for row in [*cells, *([footer] if footer else [])]), default=0)
-        grid.add_column(column.header, footer=footer[i] if footer else "", overflow="fold",
+        grid.add_column(Text(visible(column.header)), footer=Text(footer[i]) if footer else "", overflow="fold",
                         justify="right" if column.numeric else "left",
                         min_width=None if column.wrap else widest)
     for row in cells:
-        grid.add_row(*row)
+        grid.add_row(*map(Text, row))
     if table.title:
-        console.print(table.title, markup=False)
+        console.print(Text(visible(table.title, MAX_LINE)))
     console.print(grid)
     for note in table.notes:
-        console.print(note, markup=False)
+        console.print(Text(visible(note, MAX_LINE)))
 
 
 def render(table: Table, fmt: str, units: bool = False) -> None:

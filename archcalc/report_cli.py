@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from archcalc.cli_common import fail
-from archcalc.errors import INSTALL_ORACLES
+from archcalc.errors import INSTALL_ORACLES, visible
 
 STALE = 1  # `--check` found a report that differs from what the code generates now
 
@@ -50,6 +50,8 @@ def report(
     from archcalc.reports import build, writer
     from archcalc.reports.charts import ChartsUnavailable
 
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a folder")
     started = time.perf_counter()
     try:
         files = build.generate()
@@ -60,23 +62,30 @@ def report(
     seconds = time.perf_counter() - started
     if check:
         stale = writer.stale(files, out)
-        drift = writer.version_drift(stale, out)
+        drift = writer.version_drift(stale, out, files)
         for name, then in drift.items():
-            print(f"note: {out / name} was drawn with {then}, not the installed one: not compared", file=sys.stderr)
+            print(f"note: {visible(str(out / name))} was drawn with {then}, not the installed one: not compared", file=sys.stderr)
         stale = [name for name in stale if name not in drift]
         extra = writer.orphans(files, out, keep=build.WRITTEN_ELSEWHERE)
+        left = writer.leftovers(files, out)
+        for name in left:
+            print(f"stale: {visible(str(out / name))} was left by an interrupted `archcalc report`; delete it", file=sys.stderr)
+        extra += left
         for name in stale:
             what = "differs from what `archcalc report` generates now" if (out / name).exists() else "is missing"
-            print(f"stale: {out / name} {what}", file=sys.stderr)
+            print(f"stale: {visible(str(out / name))} {what}", file=sys.stderr)
         for name in extra:
-            print(f"stale: {out / name} is no longer generated; delete it", file=sys.stderr)
+            print(f"stale: {visible(str(out / name))} is no longer generated; delete it", file=sys.stderr)
         if stale or extra:
             print(f"{len(stale) + len(extra)} stale report file(s): run `archcalc report` and commit the result",
                   file=sys.stderr)
             raise typer.Exit(STALE)
-        print(f"{len(files)} report files in {out} are current ({seconds:.1f} s)", file=sys.stderr)
+        print(f"{len(files)} report files in {visible(str(out))} are current ({seconds:.1f} s)", file=sys.stderr)
         return
-    changed = writer.write_all(files, out)
-    print(f"wrote {len(changed)} changed of {len(files)} report files to {out} ({seconds:.1f} s)", file=sys.stderr)
+    try:
+        changed = writer.write_all(files, out)
+    except OSError as err:  # a read-only folder, a full disk
+        fail(f"cannot write the reports to {out}: {err.strerror or err}" + (f" ({err.filename})" if err.filename else ""))
+    print(f"wrote {len(changed)} changed of {len(files)} report files to {visible(str(out))} ({seconds:.1f} s)", file=sys.stderr)
     for name in writer.orphans(files, out, keep=build.WRITTEN_ELSEWHERE):
-        print(f"note: {out / name} is no longer generated; delete it", file=sys.stderr)
+        print(f"note: {visible(str(out / name))} is no longer generated; delete it", file=sys.stderr)

@@ -93,12 +93,18 @@ def ratio(value, first) -> float | None:
 
 
 def labels(results: Sequence[Result]) -> list[str]:
-    """Model names, made unique (`vgg16`, `vgg16 (2)`) so that columns and CSV keys do not collide."""
-    seen: dict[str, int] = {}
+    """Model names, made unique (`vgg16`, `vgg16 (2)`) so that columns and CSV keys collide neither
+    with each other nor with the first column, `metric` (a ratio column's key, `B/A`, holds a `/`,
+    which no name does)."""
+    taken = {"metric"}
     out = []
     for r in results:
-        seen[r.model] = seen.get(r.model, 0) + 1
-        out.append(r.model if seen[r.model] == 1 else f"{r.model} ({seen[r.model]})")
+        label, n = r.model, 1
+        while label in taken:
+            n += 1
+            label = f"{r.model} ({n})"
+        out.append(label)
+        taken.add(label)
     return out
 
 
@@ -108,6 +114,7 @@ def compare_table(results: Sequence[Result]) -> Table:
     columns = [Column("metric", "metric", numeric=False), Column(first, first)]
     for label in others:
         columns += [Column(label, label), Column(f"{label}/{first}", f"x {first}")]
+    assert len({c.key for c in columns}) == len(columns), "labels() makes every column key unique"
     rows = [("input", results[0].input_shape[1:], *_pairs(results, lambda r: r.input_shape[1:], with_ratio=False))]
     for label, metric in METRICS:
         rows.append((label, metric(results[0]), *_pairs(results, metric)))

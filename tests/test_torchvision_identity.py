@@ -39,6 +39,22 @@ def test_builtin_is_torchvisions_function(name: str, shape: tuple[int, ...]) -> 
     assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
 
 
+# The spec language's six proofs (issue: gates, splits, tokens, attention): at torchvision's own
+# input and at another valid size (ViT's builder is told the size: its position embedding follows it)
+MODERN = [
+    ("mobilenet-v3-large", None, {}), ("mobilenet-v3-large", (3, 160, 160), {}),
+    ("efficientnet-b0", None, {}), ("efficientnet-b0", (3, 160, 160), {}),
+    ("shufflenet-v2-x1-0", None, {}), ("shufflenet-v2-x1-0", (3, 160, 160), {}),
+]
+
+
+@pytest.mark.parametrize("name, shape, kwargs", MODERN, ids=[f"{c[0]}-{c[1][1] if c[1] else 'default'}" for c in MODERN])
+def test_modern_builtin_is_torchvisions_function_at_two_sizes(name: str, shape, kwargs) -> None:
+    result = check_identity(name, shape, torchvision_kwargs=kwargs)
+    assert result.shape_mismatch is None, result.shape_mismatch
+    assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
+
+
 def test_weight_mapping_uses_every_tensor_once() -> None:
     from archcalc.torchbuild import build_module
     from archcalc.torchvision_check import transfer_weights

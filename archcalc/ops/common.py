@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from archcalc.errors import SpecError
 
 Shape = tuple[int, ...]
-Window = tuple[int, int, int, int]  # effective kernel h, w and stride h, w
+Window = tuple[Any, Any, Any, Any]  # effective kernel h, w and stride h, w: ints (Fractions after upsampling)
 GLOBAL = "global"  # every output element sees every input position
 # Costs are made with tuple.__new__, every field given: a named tuple's own __new__ is Python code,
 # and with keywords took a third of a batch norm's handler.

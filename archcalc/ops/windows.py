@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from functools import lru_cache
 
 from archcalc.errors import SpecError
@@ -51,11 +53,22 @@ def avgpool2d(layer: AvgPool2d, shape) -> Cost:
     return _pool(layer, shape, 1)
 
 
-def _adaptive_window(size: int, out: int) -> tuple[int, int]:
-    """Widest bin and bin step of torch's adaptive pooling (start=floor(i*n/o), end=ceil((i+1)*n/o))."""
-    bins = range(min(out, 4096))  # the pattern repeats; 4096 bins bound the cost
-    widest = max(-(-(i + 1) * size // out) - (i * size // out) for i in bins)
-    return widest, -(-size // out)
+def _adaptive_window(size: int, out: int) -> tuple[int | Fraction, int | Fraction]:
+    """Window and step of torch's adaptive pooling (bin i spans floor(i*n/o) to ceil((i+1)*n/o)), for
+    the receptive field, in closed form over all bins.
+
+    With n = q*o + r, every bin is q wide when r = 0; else q + 1, or q + 2 when a bin straddles two
+    boundaries, which happens exactly when r > 1 and r does not divide o. Shrinking (o <= n): the
+    widest bin, and the largest step between bins, ceil(n/o). Upsampling (o > n): bins step by 0 or 1
+    input pixel, n/o on average; the step is that average (a Fraction: with 1 the field would compound
+    through every pool-to-1-and-back, as a squeeze-excitation block does), and the window is widened
+    by (o - gcd(n, o))/o of a step, what k bins in a row can straddle beyond k * n/o.
+    """
+    q, r = divmod(size, out)
+    widest = q if r == 0 else q + 1 if r == 1 or out % r == 0 else q + 2
+    if out <= size:
+        return widest, -(-size // out)
+    return widest + Fraction(out - math.gcd(size, out), out), Fraction(size, out)
 
 
 def adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape) -> Cost:
