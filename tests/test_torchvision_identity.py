@@ -24,10 +24,7 @@ CASES = [
     ("googlenet-torchvision", (3, 96, 96)),
     ("resnet18", (3, 64, 64)),
     ("resnet50", (3, 64, 64)),
-    ("mobilenet-v3-large", (3, 64, 64)),
-    ("mobilenet-v3-small", (3, 48, 80)),
-    ("efficientnet-b0", (3, 64, 64)),
-    ("shufflenet-v2-x1-0", (3, 64, 64)),
+    ("mobilenet-v3-small", (3, 48, 80)),  # the other MobileNetV3 table; the large one is below
 ]
 
 
