@@ -33,7 +33,7 @@ DEVICES = ("auto", "cpu", "cuda")
 ORACLE_CONVENTIONS = {
     "calculator_macs": CONVENTIONS["macs"],
     "fvcore": "fvcore FlopCountAnalysis: one fused multiply-add = 1 flop for conv/linear, plus batch norm "
-    "and adaptive average pooling; unsupported ops (pooling, activations, adds) count 0",
+    "and adaptive average pooling; unsupported ops (pooling, activations, adds, products, shuffles) count 0",
     "torch": "torch.utils.flop_counter.FlopCounterMode: 2 flops per multiply-add of conv/linear (matmul), "
     "nothing else",
 }

@@ -29,6 +29,6 @@ HANDLERS = {
 }
 DESCRIPTIONS = {
     Dropout: lambda layer: f"dropout p={layer.p}",
-    StochasticDepth: lambda layer: f"stochasticdepth p={layer.p} {layer.mode}",
+    StochasticDepth: lambda layer: f"stochasticdepth p={layer.p:g} {layer.mode}",
     GELU: lambda layer: "gelu" if layer.approximate == "none" else f"gelu {layer.approximate}",
 }
