@@ -137,9 +137,9 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
     reference = getattr(models, builder)(**{**BUILDER_KWARGS.get(builder, {}), **(torchvision_kwargs or {})}).eval()
     with torch.no_grad():
         for module in reference.modules():
-            if isinstance(module, nn.modules.batchnorm._NormBase) and module.running_mean is not None:
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 1.5)
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+                module.get_buffer("running_mean").uniform_(-0.5, 0.5)
+                module.get_buffer("running_var").uniform_(0.5, 1.5)
         # torchvision zero-initialises some tensors (ViT's head and class token, biases): with them
         # the outputs could agree vacuously, so every parameter is moved off its initial value
         for parameter in reference.parameters():

@@ -63,6 +63,7 @@ def _window(layer: ShiftedWindowAttention) -> str:
     return f"{layer.OP} {wh}x{ww}{shift} {layer.num_heads} heads"
 
 
+KIND = "attention"  # how `unknown op` errors group these ops
 HANDLERS = {
     MultiheadAttention: multiheadattention,
     ShiftedWindowAttention: shiftedwindowattention,

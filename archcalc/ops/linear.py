@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, check_in, describe_shape, new
+from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, Line, check_in, describe_shape, new, times
 from archcalc.spec import Linear
 
 
@@ -24,5 +24,15 @@ def linear(layer: Linear, shape) -> Cost:
     return new(Cost, (output, params, macs, macs, None))  # each position on its own: widens nothing
 
 
+KIND = "linear"  # how `unknown op` errors group these ops
 HANDLERS = {Linear: linear}
 DESCRIPTIONS = {Linear: lambda layer: f"linear {layer.out_features}"}
+
+
+def explain_linear(layer: Linear, shape, cost: Cost) -> list[Line]:
+    n_in, n_out = shape[0], layer.out_features
+    return [Line("params", times(n_in, n_out) + (f" + {n_out} bias" if layer.bias else ""), cost.params),
+            Line("MACs", times(n_in, n_out), cost.macs)]
+
+
+EXPLANATIONS = {Linear: explain_linear}

@@ -49,6 +49,7 @@ def patchmerge(layer: PatchMerge, shape) -> Cost:
     return new(Cost, (ChannelsLast((-(-h // 2), -(-w // 2), 4 * c)), 0, 0, 0, (2, 2, 2, 2)))
 
 
+KIND = "reshape"  # how `unknown op` errors group these ops
 HANDLERS = {Flatten: flatten, ChannelPad: channelpad, Permute: permute, PatchMerge: patchmerge}
 DESCRIPTIONS = {
     ChannelPad: lambda layer: f"channelpad to {layer.out_channels}",

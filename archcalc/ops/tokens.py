@@ -42,6 +42,7 @@ def meantokens(layer: MeanTokens, shape) -> Cost:
     return new(Cost, ((d,), 0, 0, 0, GLOBAL))
 
 
+KIND = "tokens"  # how `unknown op` errors group these ops
 HANDLERS = {
     Tokens: tokens, ClassToken: classtoken, PositionEmbedding: positionembedding, SelectToken: selecttoken,
     MeanTokens: meantokens,
