@@ -15,7 +15,7 @@ from typing import Sequence
 
 from archcalc.analysis import run
 from archcalc.errors import SpecError
-from archcalc.ops import EXPLANATIONS, GLOBAL, HANDLERS, Axis, Bins, Line, recording
+from archcalc.ops import EXPLANATIONS, GLOBAL, HANDLERS, PER_FORWARD, Axis, Bins, Line, recording
 from archcalc.ops.common import axis_formula, times
 from archcalc.result import Group, Result, Row
 from archcalc.spec import Model
@@ -160,7 +160,8 @@ def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanat
     lines = _output_lines(record) + own
     said = {line.what for line in lines}
     n = result.batch
-    macs = n * cost.macs
+    once = PER_FORWARD[layer.__class__](layer) if layer.__class__ in PER_FORWARD else 0
+    macs = n * cost.macs + once
     if not (cost.params or cost.macs or said & {"params", "MACs"}):
         lines.append(Line("params, MACs", "", 0, "no weights, no multiply-accumulates (MACs count conv2d and linear)"))
     else:
@@ -170,6 +171,8 @@ def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanat
             lines.append(Line("MACs", "", cost.macs))
         if n != 1:
             lines.append(Line(f"MACs, batch {n}", times(n, f"{cost.macs:,}"), macs))
+        if once:
+            lines.append(Line("MACs once per forward", "", once, "Swin V2's position-bias MLP, whatever the batch"))
         lines.append(Line("FLOPs", times(2, f"{macs:,}"), 2 * macs))
     if cost.fvcore != cost.macs and "fvcore" not in said:
         lines.append(Line("fvcore", "", cost.fvcore))
@@ -177,7 +180,7 @@ def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanat
         lines.append(Line(f"fvcore, batch {n}", times(n, f"{cost.fvcore:,}"), n * cost.fvcore))
     rf_lines, new_rf, new_jump = _receptive_lines(cost.window, rf, jump, grid)
     return Explanation(row.name, row.description, row.input_shape, (n, *cost.output), tuple(_same(lines + rf_lines)),
-                       cost.params, macs, 2 * macs, n * cost.fvcore, new_rf, new_jump)
+                       cost.params, macs, 2 * macs, n * cost.fvcore + once, new_rf, new_jump)
 
 
 def _joined(row: Row) -> Explanation:

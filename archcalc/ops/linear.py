@@ -30,9 +30,10 @@ DESCRIPTIONS = {Linear: lambda layer: f"linear {layer.out_features}"}
 
 
 def explain_linear(layer: Linear, shape, cost: Cost) -> list[Line]:
-    n_in, n_out = shape[0], layer.out_features
+    n_in, n_out = shape[-1], layer.out_features
+    positions = shape[:-1]  # tokens, or H x W of a channels-last map: each through the same weights
     return [Line("params", times(n_in, n_out) + (f" + {n_out} bias" if layer.bias else ""), cost.params),
-            Line("MACs", times(n_in, n_out), cost.macs)]
+            Line("MACs", times(*positions, n_in, n_out), cost.macs)]
 
 
 EXPLANATIONS = {Linear: explain_linear}
