@@ -9,6 +9,8 @@ what entered the layer in the walk (`run(..., entering=...)`) and the window its
 
 from __future__ import annotations
 
+import math
+
 import difflib
 from dataclasses import dataclass
 from typing import Sequence
@@ -121,6 +123,12 @@ def _output_lines(record: list) -> list[Line]:
     return lines
 
 
+def _whole(pair: tuple) -> tuple[int, int]:
+    """A receptive field or stride as its row shows it: past an upsampling adaptive pool it is a
+    fraction of a pixel, which rows round up (an upper bound)."""
+    return (math.ceil(pair[0]), math.ceil(pair[1]))
+
+
 def _receptive_lines(window, rf: tuple[int, int], jump: tuple[int, int], grid: tuple[int, int]) -> tuple[list[Line], tuple[int, int], tuple[int, int]]:
     """How the layer's window widens the receptive field and multiplies the stride, per axis."""
     lines, new_rf, new_jump = [], [], []
@@ -180,7 +188,7 @@ def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanat
         lines.append(Line(f"fvcore, batch {n}", times(n, f"{cost.fvcore:,}"), n * cost.fvcore))
     rf_lines, new_rf, new_jump = _receptive_lines(cost.window, rf, jump, grid)
     return Explanation(row.name, row.description, row.input_shape, (n, *cost.output), tuple(_same(lines + rf_lines)),
-                       cost.params, macs, 2 * macs, n * cost.fvcore + once, new_rf, new_jump)
+                       cost.params, macs, 2 * macs, n * cost.fvcore + once, _whole(new_rf), _whole(new_jump))
 
 
 def _joined(row: Row) -> Explanation:
