@@ -87,6 +87,9 @@ _CHECKS = {
     "pos_number": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "number": (_is_number, "a number"),
     "nonneg_int": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "text": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+    "shape": (lambda v: isinstance(v, (list, tuple)) and 1 <= len(v) <= 8 and all(_is_int(d) and d >= 1 for d in v),
+              "a list of 1 to 8 positive integers (a shape without the batch)"),
 }
 
 
@@ -376,6 +379,16 @@ class Chunk(Node):
     index: int = arg("nonneg_int", required=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Unknown(Node):
+    """A call the importer could not map (`archcalc import --allow-unknown`): a zero-cost placeholder whose
+    output is the shape torch traced (without the batch). It cannot be built as a torch module."""
+
+    OP: ClassVar[str] = "unknown"
+    what: str = arg("text", required=True)
+    output: tuple[int, ...] = arg("shape", required=True)
+
+
 # ---- composites -----------------------------------------------------------------------
 
 Layers = tuple[Node, ...]
@@ -445,6 +458,7 @@ LEAF_OPS: dict[str, type[Node]] = {
         Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Linear, BatchNorm2d, LocalResponseNorm,
         ReLU, Sigmoid, Tanh, Softmax, Dropout, Flatten, ChannelPad,
         ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Identity, StochasticDepth, LayerScale, ChannelShuffle, Chunk,
+        Unknown,
     )
 }
 

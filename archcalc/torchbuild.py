@@ -169,6 +169,11 @@ class Network(Sequence):
 
 # ---- leaf layers ------------------------------------------------------------------------
 
+
+def _placeholder(layer: S.Unknown, shape: torch.Size) -> nn.Module:
+    raise SpecError(f"{layer.what} is a placeholder of `archcalc import --allow-unknown`: it has no torch module to build",
+                    op="unknown")
+
 # layer spec, incoming shape (batch first) -> module
 LEAF_BUILDERS: dict[type[Node], Callable[[Any, torch.Size], nn.Module]] = {
     S.Conv2d: lambda s, shape: nn.Conv2d(
@@ -204,6 +209,7 @@ LEAF_BUILDERS: dict[type[Node], Callable[[Any, torch.Size], nn.Module]] = {
     S.LayerScale: lambda s, shape: LayerScale(shape, s.init_value),
     S.ChannelShuffle: lambda s, shape: nn.ChannelShuffle(s.groups),
     S.Chunk: lambda s, shape: Chunk(s.chunks, s.index),
+    S.Unknown: _placeholder,
 }
 
 

@@ -6,7 +6,7 @@ import math
 
 from archcalc.errors import SpecError
 from archcalc.ops.common import Cost, new, spatial
-from archcalc.spec import ChannelPad, Flatten
+from archcalc.spec import ChannelPad, Flatten, Unknown
 
 
 def flatten(layer: Flatten, shape) -> Cost:
@@ -20,5 +20,13 @@ def channelpad(layer: ChannelPad, shape) -> Cost:
     return new(Cost, ((layer.out_channels, *shape[1:]), 0, 0, 0, None))
 
 
-HANDLERS = {Flatten: flatten, ChannelPad: channelpad}
-DESCRIPTIONS = {ChannelPad: lambda layer: f"channelpad to {layer.out_channels}"}
+def unknown(layer: Unknown, shape) -> Cost:
+    """A placeholder for a call the importer could not map: the traced output shape, no cost counted."""
+    return new(Cost, (tuple(layer.output), 0, 0, 0, None))
+
+
+HANDLERS = {Flatten: flatten, ChannelPad: channelpad, Unknown: unknown}
+DESCRIPTIONS = {
+    ChannelPad: lambda layer: f"channelpad to {layer.out_channels}",
+    Unknown: lambda layer: f"UNKNOWN {layer.what} (not counted)",
+}
