@@ -246,6 +246,9 @@ class Step:
     path: str = ""
     cls: Optional[type] = None
     groups: int = 0  # a partial channel shuffle's groups
+    module_path: str = ""  # the layer a `call_module` step calls
+    users: list[Optional["Step"]] = field(default_factory=list)  # None: the network's output
+    folded_into: Optional["Step"] = None  # the call step that stands for it one level up
 
 
 class _Tracer(fx.Tracer):
@@ -269,8 +272,9 @@ class Traced:
         self.module = module
         self.layers = dict(module.named_modules(remove_duplicate=False))
 
-    def get_submodule(self, path: str) -> nn.Module:
-        return self.layers[path]
+    def get_submodule(self, path: object) -> nn.Module:
+        """The layer a `call_module` node calls (its target is the layer's path)."""
+        return self.layers[str(path)]
 
 
 def trace(module: nn.Module) -> Traced:
@@ -352,6 +356,15 @@ def _what(node: fx.Node, gm: Traced) -> str:
     return qualified(node.target)
 
 
+def _args(node: fx.Node) -> Any:
+    """A node's arguments, as the handlers read them (fx's Argument union is too wide to narrow at each use)."""
+    return node.args
+
+
+def _kwargs(node: fx.Node) -> Any:
+    return node.kwargs
+
+
 class _Mapper:
     """fx nodes -> Steps: the layer each call is, the tensors it reads, and what could not be mapped."""
 
@@ -370,7 +383,7 @@ class _Mapper:
     def run(self) -> None:
         for index, node in enumerate(self.gm.graph.nodes):
             if node.op == "output":
-                result = node.args[0]
+                result = _args(node)[0]
                 if not self.tensor(result):
                     raise SpecError(f"import: {self.root.__name__}.forward returns {type(self.values[node]).__name__}, "
                                     "not one tensor: archcalc models have one output")
@@ -391,7 +404,7 @@ class _Mapper:
             step = Step("layer", tensors, self.shape(node) if self.tensor(node) else (), scope, index=index,
                         name=self._name(node))
             if node.op == "call_module":
-                step.module_path = str(node.target)  # type: ignore[attr-defined]
+                step.module_path = str(node.target)
             try:
                 mapped = self.map(node, step)
             except Unmapped as err:
@@ -406,7 +419,7 @@ class _Mapper:
 
     def _chunks(self, node: fx.Node) -> bool:
         value = self.values.get(node)
-        return isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value)
+        return isinstance(value, (tuple, list)) and bool(value) and all(isinstance(v, torch.Tensor) for v in value)
 
     def _name(self, node: fx.Node) -> str:
         if node.op == "call_module":
@@ -417,7 +430,7 @@ class _Mapper:
     def map(self, node: fx.Node, step: Step) -> Step:
         """The step for a tensor-valued node (or the step it is an alias of)."""
         target = node.target
-        tensors = [a for a in node.args if self.tensor(a)]
+        tensors = [a for a in _args(node) if self.tensor(a)]
         if node.op == "call_module":
             layer = self.gm.get_submodule(target)
             make = MODULES.get(type(layer)) or NAMED_MODULES.get(class_name(type(layer)))
@@ -427,12 +440,12 @@ class _Mapper:
             return step
         key = target if node.op == "call_function" else str(target)
         if node.op == "call_method" and key in NO_OPS:
-            return self.steps[node.args[0]]
+            return self.steps[_args(node)[0]]
         if key in ADDS or key in MULS:
             return self._binary(node, step, "add" if key in ADDS else "mul")
         if key in CATS:
             return self._cat(node, step)
-        if key is operator.getitem and isinstance(node.args[0], fx.Node) and self._chunks(node.args[0]):
+        if key is operator.getitem and isinstance(_args(node)[0], fx.Node) and self._chunks(_args(node)[0]):
             return self._chunk(node, step)
         if key in CHUNKS:
             return self._partial(step, "")  # its items (getitem) are the steps
@@ -443,9 +456,9 @@ class _Mapper:
         if key in MEANS:
             return self._mean(node, step)
         make = FUNCTIONS.get(target) if node.op == "call_function" else METHODS.get(str(target))
-        if make is None or len(tensors) != 1 or node.args[0] is not tensors[0]:
+        if make is None or len(tensors) != 1 or _args(node)[0] is not tensors[0]:
             raise Unmapped(qualified(target))
-        step.layers = [make(*node.args[1:], **{k: v for k, v in node.kwargs.items() if k != "inplace"})]
+        step.layers = [make(*_args(node)[1:], **{k: v for k, v in _kwargs(node).items() if k != "inplace"})]
         return step
 
     def _partial(self, step: Step, what: str, groups: int = 0) -> Step:
@@ -453,8 +466,8 @@ class _Mapper:
         return step
 
     def _binary(self, node: fx.Node, step: Step, kind: str) -> Step:
-        args = [a for a in node.args if a is not None]
-        if len(args) != 2 or not all(self.tensor(a) for a in args) or node.kwargs.get("alpha", 1) != 1:
+        args = [a for a in _args(node) if a is not None]
+        if len(args) != 2 or not all(self.tensor(a) for a in args) or _kwargs(node).get("alpha", 1) != 1:
             raise Unmapped(f"{qualified(node.target)} with a constant or a parameter")
         if any(a.op == "get_attr" for a in args):
             raise Unmapped(f"{qualified(node.target)} with a parameter")
@@ -462,8 +475,8 @@ class _Mapper:
         return step
 
     def _cat(self, node: fx.Node, step: Step) -> Step:
-        tensors = node.args[0]
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        tensors = _args(node)[0]
+        dim = _args(node)[1] if len(_args(node)) > 1 else _kwargs(node).get("dim", 0)
         ndim = len(self.shape(node))
         if ndim != 4 or dim % ndim != 1 or not all(self.tensor(t) for t in tensors):
             raise Unmapped(f"{qualified(node.target)} on dim {dim} of a {ndim}-d tensor")
@@ -471,11 +484,11 @@ class _Mapper:
         return step
 
     def _chunk(self, node: fx.Node, step: Step) -> Step:
-        chunk_node, index = node.args
-        chunks_call = chunk_node.args[1:] + tuple(chunk_node.kwargs.values())
+        chunk_node, index = _args(node)
+        chunks_call = _args(chunk_node)[1:] + tuple(_kwargs(chunk_node).values())
         chunks = chunks_call[0]
         dim = chunks_call[1] if len(chunks_call) > 1 else 0
-        source = chunk_node.args[0]
+        source = _args(chunk_node)[0]
         if chunk_node.target not in CHUNKS or len(self.shape(source)) != 4 or dim % 4 != 1:
             raise Unmapped(f"{qualified(chunk_node.target)} on dim {dim}")
         step.inputs = [self.steps[source]]
@@ -485,7 +498,7 @@ class _Mapper:
 
     def _reshape(self, node: fx.Node, step: Step) -> Step:
         """flatten; or the view -> transpose(1, 2) -> view of a channel shuffle (torchvision's ShuffleNetV2)."""
-        source = node.args[0]
+        source = _args(node)[0]
         before, after = self.shape(source), self.shape(node)
         prior = self.steps[source]
         if prior.kind == "partial" and prior.what == "transpose" and after == prior.inputs[0].shape:
@@ -502,8 +515,8 @@ class _Mapper:
         raise Unmapped(f"{qualified(node.target)} from {list(before[1:])} to {list(after[1:])}")
 
     def _transpose(self, node: fx.Node, step: Step) -> Step:
-        prior = self.steps[node.args[0]]
-        dims = sorted(d % 5 for d in node.args[1:3])
+        prior = self.steps[_args(node)[0]]
+        dims = sorted(d % 5 for d in _args(node)[1:3])
         if prior.kind == "partial" and prior.groups and dims == [1, 2]:
             step.inputs = prior.inputs
             prior.what = ""  # continued by the transpose
@@ -511,9 +524,9 @@ class _Mapper:
         raise Unmapped(qualified(node.target))
 
     def _mean(self, node: fx.Node, step: Step) -> Step:
-        source = node.args[0]
-        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-        keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        source = _args(node)[0]
+        dims = _args(node)[1] if len(_args(node)) > 1 else _kwargs(node).get("dim")
+        keepdim = _args(node)[2] if len(_args(node)) > 2 else _kwargs(node).get("keepdim", False)
         dims = [dims] if isinstance(dims, int) else list(dims or [])
         if len(self.shape(source)) != 4 or sorted(d % 4 for d in dims) != [2, 3]:
             raise Unmapped(f"{qualified(node.target)} over dims {dims}")
@@ -558,7 +571,7 @@ class _Structure:
                 call = Step("call", list(entries), exits[0].shape, run[0].scope[:depth], name=layer_name(path),
                             index=run[0].index, inner=inner_items, exit=exits[0], path=path, cls=cls)
                 for s in inner_items:
-                    s.folded_into = call  # type: ignore[attr-defined]
+                    s.folded_into = call
                 items.append(call)
             else:  # several inputs or outputs: its calls stay in line, in its parent
                 items.extend(self.level(run, depth + 1))
@@ -649,13 +662,14 @@ class _Structure:
 def structure(mapper: _Mapper) -> list[Layer]:
     steps = [s for s in dict.fromkeys(mapper.steps.values()) if s.kind != "input"]
     for s in steps:
-        s.users = []  # type: ignore[attr-defined]
+        s.users = []
     entry = next(s for s in mapper.steps.values() if s.kind == "input")
-    entry.users = []  # type: ignore[attr-defined]
+    entry.users = []
     for s in steps:
         for i in s.inputs:
-            i.users.append(s)  # type: ignore[attr-defined]
-    mapper.output.users.append(None)  # type: ignore[union-attr, attr-defined] - read by the network
+            i.users.append(s)
+    assert mapper.output is not None  # run() sets it or raises
+    mapper.output.users.append(None)  # read by the network
     builder = _Structure(mapper.root)
     shared = _shared_calls(steps, mapper.module)
     if shared:
@@ -674,7 +688,7 @@ def _shared_calls(steps: list[Step], gm: nn.Module) -> str:
         for key, path, cls in s.scope:
             calls.setdefault(path, set()).add(key)
         if s.kind == "layer" and getattr(s, "module_path", None):
-            calls.setdefault(s.module_path, set()).add(str(s.index))  # type: ignore[attr-defined]
+            calls.setdefault(s.module_path, set()).add(str(s.index))
     shared = [path for path, keys in calls.items()
               if len(keys) > 1 and any(True for _ in gm.get_submodule(path).parameters())]
     outermost = [p for p in shared if not any(p.startswith(f"{q}.") for q in shared)]
