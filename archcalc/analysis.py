@@ -15,7 +15,8 @@ from archcalc.ops import GLOBAL, HANDLERS, ChannelsLast, Window, describe
 from archcalc.ops.common import channels
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import (
-    Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, Node, Repeat, Residual, Sequential, resolved, spell_parts,
+    MAX_SIZE, Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, Node, Repeat, Residual, Sequential, resolved,
+    spell_parts, too_big, valid_input,
 )
 
 # Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
@@ -61,7 +62,7 @@ def child_keys(layers: Layers) -> list[str]:
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         layer = layers[keys.index(dup)]
-        raise SpecError(f"two layers in the same list are named {dup!r}", op=layer.OP).located(
+        raise SpecError(f"two layers in the same list are named {shown(dup)}", op=layer.OP).located(
             file=layer.where.file if layer.where else None, line=layer.where.line if layer.where else None
         )
     return keys
@@ -112,6 +113,9 @@ class _Walker:
         self.counts: dict[int, int] = {}
         self.inputs: dict[BlockInput, int] = {}  # what in_channels is for each block being walked
         self.nodes: dict[tuple, Node] = {}  # layers with in_channels resolved, kept so their ids stay theirs
+        self.fractional = False  # whether a receptive field or jump may hold a Fraction (rows round them up)
+        # for `archcalc explain`: row index -> (layer, input shape, receptive field, stride, grid) as it entered
+        self.entering: dict[int, tuple] | None = None
 
     def sequence(self, layers: Layers, state: State, prefix: tuple[str, ...], trainable: bool,
                  outer: tuple[int | str, ...], single: bool = False) -> State:
@@ -126,7 +130,7 @@ class _Walker:
             if keys is None:
                 keys = self.keys[id(layers)] = child_keys(layers)
         shape, rf, jump, grid, depth = state
-        steps, rows, groups = self.steps, self.rows, self.groups
+        steps, rows, groups, entering = self.steps, self.rows, self.groups, self.entering
         i = 0
         try:
             for i, layer in enumerate(layers):
@@ -139,6 +143,8 @@ class _Walker:
                     visit = _COMPOSITES.get(layer.__class__)
                     if visit is not None:  # its rows, and a Group spanning them before its children's groups
                         start, index = len(rows), len(groups)
+                        if start + index > MAX_LAYERS:  # a Model made in Python can share one node everywhere
+                            raise SpecError(f"the model expands to more than {MAX_LAYERS:,} layers")
                         groups.append(None)
                         shape, rf, jump, grid, depth = visit(
                             self, layer, (shape, rf, jump, grid, depth), path, trainable and layer.trainable)
@@ -146,6 +152,8 @@ class _Walker:
                         groups[index] = _new(Group, (path, kind, start, len(rows)))
                         continue
                     step = steps[key] = self.step(layer, shape)
+                if entering is not None:
+                    entering[len(rows)] = (layer, shape, rf, jump, grid)
                 shape, widen, new_grid, weighted, fields = step
                 if widen is not None:
                     if isinstance(widen, str):  # GLOBAL: the whole grid
@@ -179,6 +187,8 @@ class _Walker:
             grid = map_grid(output) or ((1, 1) if window == GLOBAL else None)
         if window is not None and not isinstance(window, str):  # kept as the receptive field's growth
             window = (window[0] - 1, window[1] - 1, window[2], window[3])
+            if window[0].__class__ is not int or window[1].__class__ is not int:  # an upsampling adaptive pool's
+                self.fractional = True  # Fractions (its kernel and stride are both one on that axis)
             if window == (0, 0, 1, 1):  # 1x1, stride 1: widens nothing
                 window = None
         op, description, given, made = layer.OP, describe(layer), (n, *shape), (n, *output)
@@ -283,23 +293,39 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 
 def _merge(states: list[State], shape: tuple[int, ...]) -> State:
-    """Join of parallel paths: the widest receptive field and the deepest path win."""
-    widest = max(states, key=lambda s: s[1][0] * s[1][1])
-    grid = map_grid(shape) or widest[3]
-    return (shape, widest[1], widest[2], grid, max(s[4] for s in states))
+    """Join of parallel paths, per axis: the widest receptive field and the largest jump (a 7x1 branch
+    beside a 3x3 one sees 7x3; the branches are taken as centred alike, as equal output sizes make
+    stride-1 branches), the largest grid a flat input's features index; and the deepest path."""
+    rf = (max(s[1][0] for s in states), max(s[1][1] for s in states))
+    jump = (max(s[2][0] for s in states), max(s[2][1] for s in states))
+    grid = map_grid(shape) or (max(s[3][0] for s in states), max(s[3][1] for s in states))
+    return (shape, rf, jump, grid, max(s[4] for s in states))
 
 
-def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32") -> Result:
-    """Analyse a model spec: every leaf layer's shape and cost, and the totals."""
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise SpecError(f"batch must be a positive integer, got {batch!r}")
-    if dtype not in DTYPE_BYTES:
-        raise SpecError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
-    shape = tuple(input) if input is not None else model.input
-    if not (len(shape) in (1, 3) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
-        raise SpecError(f"input must be C x H x W or F of positive integers, got {shown(shape)}")
+def _ceil(pair: tuple) -> tuple[int, int]:
+    return (math.ceil(pair[0]), math.ceil(pair[1]))
+
+
+def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, dtype: str = "float32",
+        entering: dict[int, tuple] | None = None) -> Result:
+    """Analyse a model spec: every leaf layer's shape and cost, and the totals.
+
+    `entering` (for `archcalc explain`) is filled with each leaf row's layer and what entered it:
+    row index -> (layer, input shape, receptive field, stride, grid H x W).
+    """
+    if not isinstance(model, Model):
+        raise SpecError(f"model must be a Model, got {shown(model)}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_SIZE:
+        raise SpecError(f"batch must be a positive integer, got {shown(batch)}{too_big(batch)}")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+        raise SpecError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {shown(dtype)}")
+    shape = model.input if input is None else input
+    if not valid_input(shape):
+        raise SpecError(f"input must be C x H x W or F of positive integers, got {shown(shape)}{too_big(shape)}")
+    shape = tuple(shape)
     file = model.where.file if model.where else None
     walker = _Walker(batch)
+    walker.entering = entering
     if model.block_input is not None:
         walker.inputs[model.block_input] = channels(shape)
     try:
@@ -311,6 +337,8 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     except RecursionError:
         raise SpecError(f"{model.name} nests composites too deeply", file=file) from None
     rows = tuple(walker.rows)
+    if walker.fractional:
+        rows = tuple(row._replace(receptive_field=_ceil(row.receptive_field), stride=_ceil(row.stride)) for row in rows)
     size = DTYPE_BYTES[dtype]
     summed = dict.fromkeys(("params", "trainable_params", "macs", "fvcore_flops", "torch_flops", "activations"), 0)
     for name, column in zip(Row._fields, zip(*rows)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -10,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from archcalc.cli_common import fail
+from archcalc.errors import INSTALL_ORACLES, visible
 from archcalc.registry import list_models
 
 ListOption = Optional[list[str]]
@@ -41,6 +43,8 @@ def _command_line(ctx: typer.Context) -> str:
     """`archcalc bench` and the options given on the command line, for the report's header."""
     parts = ["archcalc", ctx.info_name or "bench"]
     for param in ctx.command.params:
+        if param.name is None:
+            continue
         source = ctx.get_parameter_source(param.name)
         if getattr(source, "name", None) != "COMMANDLINE":
             continue
@@ -102,6 +106,14 @@ def bench(
 
     if quick and full:
         fail("--quick and --full exclude each other")
+    missing = [name for name in ("torch", "fvcore") if oracles and importlib.util.find_spec(name) is None]
+    if missing:
+        fail(f"timing the oracles needs {' and '.join(missing)}: {INSTALL_ORACLES}; or run with --no-oracles")
+    write = out is not None and str(out) != "-"
+    if write and plots and importlib.util.find_spec("matplotlib") is None:
+        fail("the plots need matplotlib: pip install 'archcalc[report]'; or run with --no-plots")
+    if write and (out.is_dir() or (out.parent.exists() and not out.parent.is_dir())):  # type: ignore[union-attr]
+        fail(f"--out {out} must be a file in a folder")
     preset = Settings.quick() if quick else Settings.full() if full else Settings.standard()
     overrides: dict[str, Any] = {
         "models": _models(models, "--model"),
@@ -141,5 +153,8 @@ def bench(
         images = draw_plots(result, out.stem) if plots else {}
         markdown = render_markdown(result, command, {kind: name for kind, (name, _) in images.items()})
         files = {out.name: markdown.encode(), **dict(images.values())}
-        write_all(files, out.parent)  # each file atomically: an interrupted run leaves the old report
-        print("\nwrote " + ", ".join(str(out.parent / name) for name in files))
+        try:
+            write_all(files, out.parent)  # each file atomically: an interrupted run leaves the old report
+        except OSError as err:  # a read-only folder, a full disk
+            fail(f"cannot write the report to {out.parent}: {err.strerror or err}")
+        print("\nwrote " + ", ".join(visible(str(out.parent / name)) for name in files))

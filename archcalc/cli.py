@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 from typing import Annotated, Optional
@@ -10,15 +11,43 @@ import typer
 
 from archcalc import __version__
 from archcalc.cli_common import (
-    BatchOption, Dtype, DtypeOption, FormatOption, InputOption, ModelArgument, OutputFormat, SetOption,
-    UnitsOption, analyse, complete_model, settings_per_model,
+    BatchOption, Dtype, DtypeOption, ExplainColumnsOption, FormatOption, InputOption, ModelArgument, OutputFormat,
+    SetOption, UnitsOption, WideOption, analyse, complete_model, fail, load_model, settings_per_model,
 )
+from archcalc.analysis import run
+from archcalc.errors import SpecError
 from archcalc.formatting import render, to_json
 from archcalc.registry import list_models
 from archcalc.tables import compare_table, compare_dict, layer_table, model_table
 
+from typer._click.exceptions import ClickException  # typer ships click's code (pyproject: typer >= 0.26)
+from typer.core import TyperGroup
+
+
+class OneLineErrors(TyperGroup):
+    """typer's group, with usage errors (a bad option value, a missing argument) printed as one
+    `error: ...` line, like every other mistake, instead of usage text and a box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            status = super().main(args, prog_name, complete_var, False, **extra)
+        except ClickException as err:
+            message = " ".join(err.format_message().split())
+            if message:  # (none when the help was shown for a bare `archcalc`)
+                ctx = getattr(err, "ctx", None)
+                print(f"error: {message}{f' (see {ctx.command_path} --help)' if ctx else ''}", file=sys.stderr)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)  # an Exit's status; None when the command returned
+
+
 app = typer.Typer(
     name="archcalc",
+    cls=OneLineErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -62,7 +91,9 @@ def table(
     depth: DepthOption = None,
     format: FormatOption = OutputFormat.table,
     dtype: DtypeOption = Dtype["float32"],
-    units: UnitsOption = False,
+    units: UnitsOption = None,
+    wide: WideOption = False,
+    explain_columns: ExplainColumnsOption = False,
 ) -> None:
     """Per-layer table: output shape, params, MACs, FLOPs, activations, memory, receptive field."""
     result = analyse(model, input=input, batch=batch, settings=set, dtype=dtype)
@@ -70,17 +101,18 @@ def table(
         sys.stdout.write(to_json(result.to_dict()))
         return
     rows = result.fold(depth) if depth is not None else result.rows
-    render(layer_table(result, rows, units), format.value, units)
+    render(layer_table(result, rows, units), format.value, units, wide)
 
 
 @app.command("list", epilog="Examples: archcalc list | archcalc list --units | archcalc list --format csv")
-def list_(format: FormatOption = OutputFormat.table, units: UnitsOption = False) -> None:
+def list_(format: FormatOption = OutputFormat.table, units: UnitsOption = None, wide: WideOption = False,
+          explain_columns: ExplainColumnsOption = False) -> None:
     """Every built-in model: description, default input, params, MACs and depth."""
     results = [analyse(name) for name in list_models()]
     if format is OutputFormat.json:
         sys.stdout.write(to_json(model_table(results).records()))
         return
-    render(model_table(results), format.value, units)
+    render(model_table(results), format.value, units, wide)
 
 
 ModelsArgument = Annotated[
@@ -99,7 +131,9 @@ def compare(
     set: SetOption = None,
     format: FormatOption = OutputFormat.table,
     dtype: DtypeOption = Dtype["float32"],
-    units: UnitsOption = False,
+    units: UnitsOption = None,
+    wide: WideOption = False,
+    explain_columns: ExplainColumnsOption = False,
 ) -> None:
     """Totals side by side (params, MACs, FLOPs, activations, depth, receptive field), with ratios to the first.
 
@@ -112,7 +146,57 @@ def compare(
     if format is OutputFormat.json:
         sys.stdout.write(to_json(compare_dict(results)))
         return
-    render(compare_table(results), format.value, units)
+    render(compare_table(results), format.value, units, wide)
+
+
+class ExplainFormat(str, enum.Enum):
+    text = "text"
+    markdown = "markdown"
+
+
+def complete_layer(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for LAYER: the paths of the model given before it (or their ends after a dot)."""
+    from archcalc.explain import layer_names
+
+    try:
+        names = layer_names(run(load_model(ctx.params["model"])))
+    except (KeyError, SpecError, typer.Exit):
+        return []
+    ends = {path.rpartition(".")[2] for path in names}
+    return sorted(n for n in {*names, *ends} if n.startswith(incomplete))
+
+
+LayersArgument = Annotated[
+    Optional[list[str]],
+    typer.Argument(metavar="[LAYER]...", autocompletion=complete_layer, show_default=False,
+                   help="Layers by path or by the end of their path (conv1, layer4.rest.0); default: every row."),
+]
+
+
+@app.command("explain", epilog="Examples: archcalc explain alexnet conv1 pool1 | archcalc explain alexnet-paper conv2 "
+             "| archcalc explain resnet18 --depth 2 --format markdown")
+def explain(
+    model: ModelArgument,
+    layers: LayersArgument = None,
+    input: InputOption = None,
+    batch: BatchOption = 1,
+    set: SetOption = None,
+    depth: DepthOption = None,
+    format: Annotated[ExplainFormat, typer.Option(
+        "--format", "-f", case_sensitive=False, help="text, or markdown for notes and slides.")] = ExplainFormat.text,
+) -> None:
+    """Each layer's output size per axis, params, MACs, FLOPs, receptive field and stride, worked out with the
+    values put in (from the same code as the table).
+    """
+    from archcalc.explain import explain as explain_layers, to_markdown, to_text
+
+    spec = load_model(model, set)
+    try:
+        explained = explain_layers(spec, layers or (), batch=batch, depth=depth,
+                                   input=input.resolve(spec.input) if input is not None else None)
+    except SpecError as err:
+        fail(err)
+    sys.stdout.write(to_markdown(explained) if format is ExplainFormat.markdown else to_text(explained))
 
 
 # ---------------------------------------------------------------------------------------
@@ -143,10 +227,30 @@ app.command("report", epilog="Examples: archcalc report | archcalc report --chec
 
 
 def main() -> None:
-    """Console-script entry point (also `python -m archcalc`)."""
+    """Console-script entry point (also `python -m archcalc`).
+
+    Every mistake ends on one `error: ...` line with exit status 2: click's usage errors too
+    (typer would draw them in a box of several lines), and a write that fails (a full disk).
+    """
     try:
-        app(prog_name="archcalc")
+        try:
+            status = app(prog_name="archcalc", standalone_mode=False)
+            sys.stdout.flush()  # here, not at exit: a full disk is then one line too
+        except ClickException as err:
+            ctx = getattr(err, "ctx", None)  # a usage error's command
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            fail(f"{err.format_message()}{hint}")
+        except typer.Abort:  # end of input at a prompt
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        except OSError as err:
+            if isinstance(err, BrokenPipeError):
+                raise
+            fail(f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+    except typer.Exit as done:  # from fail()
+        sys.exit(done.exit_code)
     except BrokenPipeError:  # `archcalc table resnet152 | head`: not an error worth a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

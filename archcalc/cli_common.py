@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
-import yaml
 
 from archcalc.analysis import run
-from archcalc.errors import SpecError
+from archcalc.errors import MAX_SHOWN, SpecError, shown, visible
 from archcalc.registry import list_models, load, parameters
 from archcalc.result import DTYPE_BYTES, Result
-from archcalc.spec import Model
+from archcalc.yamlfile import parse
+from archcalc.spec import MAX_SIZE, Model
 
 USAGE_ERROR = 2  # click's exit status for a usage error; a bad spec or model name uses it too
 
@@ -70,10 +70,14 @@ def parse_input(text: str | InputSize) -> InputSize:
         return text
     parts = re.split(r"\s*[x×,*]\s*", str(text).strip().lower())
     if not 1 <= len(parts) <= 3 or not all(re.fullmatch("[0-9]+", p) for p in parts):
-        raise typer.BadParameter(f"{text!r} is not CxHxW, HxW or a size (e.g. 3x227x227, 227)")
+        raise typer.BadParameter(f"{shown(str(text))} is not CxHxW, HxW or a size (e.g. 3x227x227, 227)")
+    if any(len(p) > 10 for p in parts):  # more digits than MAX_SIZE has (int() refuses beyond 4,300)
+        raise typer.BadParameter(f"{shown(str(text))}: sizes are at most {MAX_SIZE:,}")
     dims = tuple(int(p) for p in parts)
     if min(dims) < 1:
-        raise typer.BadParameter(f"{text!r}: every size must be at least 1")
+        raise typer.BadParameter(f"{shown(str(text))}: every size must be at least 1")
+    if max(dims) > MAX_SIZE:
+        raise typer.BadParameter(f"{shown(str(text))}: sizes are at most {MAX_SIZE:,}")
     return InputSize(dims, str(text))
 
 
@@ -84,11 +88,12 @@ def parse_setting(text: str | Setting) -> Setting:
     key, sep, raw = str(text).partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise typer.BadParameter(f"{text!r} is not KEY=VALUE (e.g. C=64)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        raise typer.BadParameter(f"{text!r}: the value is not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise typer.BadParameter(f"{shown(text)} is not KEY=VALUE (e.g. C=64)")
+    try:  # read as a spec file is: safe, lines kept, no duplicate keys, merge keys as YAML defines them
+        value = parse(raw, f"--set {key}") if raw.strip() else ""
+    except SpecError as err:
+        reason = err.reason.replace("YAML does not parse:", "the value is not valid YAML:")
+        raise typer.BadParameter(f"{key}: {reason}" + (f" (line {err.line})" if err.line and err.line > 1 else "")) from None
     return Setting(key, value)
 
 
@@ -99,7 +104,7 @@ InputOption = Annotated[
         help="Input size: CxHxW, HxW or one number for H=W (e.g. 3x227x227, 227); default: the spec's.",
     ),
 ]
-BatchOption = Annotated[int, typer.Option("--batch", "-b", min=1, metavar="N", help="Batch size.")]
+BatchOption = Annotated[int, typer.Option("--batch", "-b", min=1, max=MAX_SIZE, metavar="N", help="Batch size.")]
 SetOption = Annotated[
     Optional[list[Setting]],
     typer.Option(
@@ -116,13 +121,34 @@ DtypeOption = Annotated[
     Dtype, typer.Option("--dtype", case_sensitive=False, help="Element type for the memory (bytes) columns.")
 ]
 UnitsOption = Annotated[
-    bool, typer.Option("--units/--exact", "-u", help="K/M/G units (K = 1e3) instead of exact integers; CSV and JSON stay exact.")
+    Optional[bool],
+    typer.Option("--units/--exact", "-u", show_default=False,
+                 help="K/M/G units (K = 1e3) instead of exact integers; CSV and JSON stay exact. Default: exact, "
+                 "unless a terminal is too narrow for them."),
+]
+WideOption = Annotated[
+    bool, typer.Option("--wide", "-w", help="On a terminal: every column, even when the lines get longer than it is wide.")
+]
+
+
+def _explain_columns(value: bool) -> None:
+    if value:
+        from archcalc.formatting import render
+        from archcalc.tables import columns_table
+
+        render(columns_table(), "table")
+        raise typer.Exit()
+
+
+ExplainColumnsOption = Annotated[
+    bool, typer.Option("--explain-columns", callback=_explain_columns, is_eager=True, expose_value=False,
+                       help="Say what every column counts, and exit.")
 ]
 
 
 def fail(message: object) -> NoReturn:
     """Print `error: message` on one line to stderr and exit with status 2."""
-    text = " ".join(str(message).split())  # one line, whatever the message holds
+    text = visible(" ".join(str(message).split()), 3 * MAX_SHOWN)  # one line, nothing a terminal would act on
     print(f"error: {text}", file=sys.stderr)
     raise typer.Exit(USAGE_ERROR)
 

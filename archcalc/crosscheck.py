@@ -209,14 +209,23 @@ def _first_line(message: object) -> str:
     return str(message).strip().splitlines()[0] if str(message).strip() else type(message).__name__
 
 
+def _ignore_fvcore_noise() -> None:
+    """Ignore the warning fvcore's own code raises whatever the network: its `torch.jit.script` decorators
+    (torch >= 2.10 deprecates torch.jit.script). Every other warning is still recorded and reported."""
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
+
+
 def _fvcore_counts(net: nn.Module, x: torch.Tensor, seen: Counter) -> tuple[dict[str, int], Counter, tuple[str, ...]]:
     """fvcore's count per module name ("" is the whole network), its unsupported ops and uncalled modules."""
-    try:
-        from fvcore.nn import FlopCountAnalysis
-    except ImportError as err:
-        raise CrossCheckError(f"fvcore is not installed: {INSTALL_ORACLES}") from err
+    with warnings.catch_warnings():
+        _ignore_fvcore_noise()
+        try:
+            from fvcore.nn import FlopCountAnalysis
+        except ImportError as err:
+            raise CrossCheckError(f"fvcore is not installed: {INSTALL_ORACLES}") from err
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        _ignore_fvcore_noise()
         analysis = (
             FlopCountAnalysis(net, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("all")
         )
@@ -329,12 +338,15 @@ def check_module(
     warmup: int = 1,
     seed: int = 0,
     device: torch.device | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> CheckResult:
     """Cross-check a module built by `build_module` against its spec, on the device its weights are on.
 
     The module is left as it was: training flag restored, every hook removed, weights untouched.
     `runs=0` skips the timing. `device` is needed only for a network without parameters or buffers.
+    `progress` is told each phase as it starts.
     """
+    say = progress or (lambda phase: None)
     started = time.perf_counter()
     if result is None:
         result = run(getattr(net, "spec"), batch=batch, input=input)  # build_module sets it
@@ -350,8 +362,12 @@ def check_module(
     try:
         with torch.inference_mode(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            say("forward pass with FlopCounterMode")
             shapes, tf = _torch_pass(net, x, names)
+            say("fvcore")
             fv, unsupported, uncalled = _fvcore_counts(net, x, seen)
+            if runs > 0:
+                say(f"timing {runs} forward passes")
             times = _time_forward(net, x, runs, warmup) if runs > 0 else []
         seen.update(f"{w.category.__name__}: {_first_line(w.message)}" for w in caught)
     finally:
@@ -406,6 +422,7 @@ def check_model(
     params: Mapping[str, Any] | None = None,
     runs: int = 5,
     warmup: int = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> CheckResult:
     """Build a spec (a built-in name, YAML path or Model), run it on `device` and compare every layer.
 
@@ -416,11 +433,13 @@ def check_model(
     where = resolve_device(device)
     model = load(spec, params)
     result = run(model, batch=batch, input=input)  # a bad spec fails here, as a SpecError
+    if progress is not None:
+        progress("building the network")
     with warnings.catch_warnings(record=True) as caught:  # torch's notes on the spec, e.g. even 'same' kernels
         warnings.simplefilter("always")
         net = build_module(model, input=input, device=where, init=False, validate=False)
     try:
-        checked = check_module(net, result, runs=runs, warmup=warmup, device=where)
+        checked = check_module(net, result, runs=runs, warmup=warmup, device=where, progress=progress)
     finally:
         del net  # nothing else refers to it: the weights are freed here (tested), no gc pass needed
         if where.type == "cuda":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
 
@@ -19,7 +19,8 @@ from archcalc.cli_common import (
     fail, load_model, settings_per_model,
 )
 from archcalc.errors import INSTALL_ORACLES
-from archcalc.formatting import Column, Table, render, shape, to_json
+from archcalc.formatting import Column, Table, number, render, shape, to_json
+from archcalc.progress import progress
 from archcalc.registry import list_models
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ MARKS = {"ok": "✓", "oracle-gap": "~ oracle gap", "mismatch": "✗"}
 LAYER_COLUMNS = (
     Column("layer", "layer", numeric=False, wrap=True),
     Column("op", "op", numeric=False, wrap=True),
-    Column("output_shape", "output", numeric=False),
-    Column("params", "params"),
+    Column("output_shape", "output", numeric=False, drop=1),  # (a narrow terminal leaves out params, then output:
+    Column("params", "params", drop=2),  # a disagreement in either is also a note under the table)
     Column("fvcore_flops", "fvcore (calc)"),
     Column("fvcore", "fvcore"),
     Column("torch_flops", "FLOPs (calc)"),
@@ -58,7 +59,7 @@ SUMMARY_COLUMNS = (
     Column("fvcore", "fvcore"),
     Column("torch", "FlopCounterMode"),
     Column("forward_ms", "forward ms"),
-    Column("gflops_per_s", "GFLOP/s"),
+    Column("flops_per_s", "speed", numeric=False),
     Column("seconds", "check s"),
     Column("agreement", "agrees", numeric=False),
 )
@@ -73,7 +74,9 @@ def _ms(seconds: float) -> str:
 
 
 def _rate(flops_per_s: float) -> str:
-    return f"{flops_per_s / 1e9:,.1f}"
+    """`912 MFLOP/s`, `1.23 GFLOP/s`: three significant digits in the unit that fits."""
+    text = number(round(flops_per_s), units=True)
+    return f"{text[:-1]} {text[-1]}FLOP/s" if text[-1].isalpha() else f"{text} FLOP/s"
 
 
 def _verdict(checked: CheckResult) -> str:
@@ -110,7 +113,7 @@ def layer_table(checked: CheckResult) -> Table:
         timing = checked.timing
         notes.append(
             f"forward: median {_ms(timing.median_s)} ms of {timing.runs} runs after {timing.warmup} warm-up on "
-            f"{checked.device}, {_rate(timing.flops_per_s)} GFLOP/s (FlopCounterMode's count / median time)"
+            f"{checked.device}, {_rate(timing.flops_per_s)} (FlopCounterMode's count / median time)"
         )
     for layer in checked.layers:
         if "shape" in layer.mismatches:
@@ -174,9 +177,12 @@ def crosscheck(
     names = list_models() if all_models or model is None else [model]  # (model is None only with --all)
     per_model = settings_per_model(names, set) if all_models else [set]
     checks = []
-    for name, settings in zip(names, per_model):
-        timed = runs if runs is not None else 3 if all_models else 5
-        checks.append(_check_one(name, settings, input, batch, where, timed, progress=all_models))
+    with progress("cross-check", total=len(names) if all_models else None) as step:
+        for name, settings in zip(names, per_model):
+            timed = runs if runs is not None else 3 if all_models else 5
+            phase = (lambda text, name=name: step(f"{name}: {text}")) if all_models else step
+            checks.append(_check_one(name, settings, input, batch, where, timed, all_models, phase))
+            step(advance=1)
     if format is OutputFormat.json:
         data = [c.to_dict() for c in checks]
         sys.stdout.write(to_json(data if all_models else data[0]))
@@ -189,7 +195,7 @@ def crosscheck(
 
 
 def _check_one(name: str, settings: list[Setting] | None, input: InputSize | None, batch: int, device: str, runs: int,
-               progress: bool) -> CheckResult:
+               each: bool, phase: Callable[[str], None]) -> CheckResult:
     """One model's check; a bad spec or input ends the command (exit 2), a disagreement does not."""
     from archcalc.crosscheck import CrossCheckError, check_model
     from archcalc.errors import SpecError
@@ -198,10 +204,10 @@ def _check_one(name: str, settings: list[Setting] | None, input: InputSize | Non
     shape_ = input.resolve(spec.input) if input is not None else None
     started = time.perf_counter()
     try:
-        checked = check_model(spec, device=device, input=shape_, batch=batch, runs=runs)
+        checked = check_model(spec, device=device, input=shape_, batch=batch, runs=runs, progress=phase)
     except (SpecError, CrossCheckError) as err:
         fail(err)
-    if progress:
+    if each:
         verdict = "agrees" if checked.ok else "DISAGREES"
         print(f"  {name}: {verdict} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     return checked

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import reprlib
 
+# How much of one piece of user text (a name, a path, a reason quoting them) an error shows:
+# a 20 MB op name must not make a 40 MB error line.
+MAX_SHOWN = 300
+
 
 # How to get the oracles. torch comes first and by hand: left to pip, `archcalc[crosscheck]`'s
 # torch requirement can pull a multi-GB CUDA build onto a machine without a GPU.
@@ -44,10 +48,12 @@ class SpecError(ValueError):
     def __str__(self) -> str:
         where = ""
         if self.file:
-            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+            file = visible(self.file)
+            where = f"{file}:{self.line}: " if self.line else f"{file}: "
         if self.path:
-            where += f"{self.path} ({self.op}): " if self.op else f"{self.path}: "
-        return f"{where}{self.reason}"
+            path = visible(self.path)
+            where += f"{path} ({visible(self.op, 60)}): " if self.op else f"{path}: "
+        return f"{where}{visible(self.reason, 3 * MAX_SHOWN)}"
 
     def __reduce__(self):  # keep the keyword-only fields through pickling
         return (_rebuild, (self.reason, self.file, self.line, self.path, self.op))
@@ -75,3 +81,15 @@ _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxoth
 def shown(value: object) -> str:
     """A value for an error message, cut short (a YAML alias can make a list of a billion items)."""
     return _SHORT.repr(value)
+
+
+def visible(text: str, limit: int = MAX_SHOWN) -> str:
+    """`text` safe to print on a terminal, on one line: control and other invisible characters
+    (escape sequences, newlines, bidirectional overrides) written as Python escapes (`\\x1b`,
+    `\\n`, `\\u202e`), and cut after `limit` characters."""
+    text = str(text)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

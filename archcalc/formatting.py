@@ -12,7 +12,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from archcalc.errors import visible
+
 Value = Any  # int | float (a ratio) | tuple[int, ...] (a shape) | str | None
+MAX_CELL = 1000  # characters of one text cell; names are at most 100
+MAX_LINE = 10_000  # of a title or a note (they hold names: at most a few hundred)
 UNITS = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
 
 
@@ -21,7 +25,8 @@ class Column:
     key: str  # the CSV / JSON name
     header: str  # what people read, with its unit
     numeric: bool = True  # right-aligned
-    wrap: bool = False  # may wrap on a narrow terminal (names, descriptions); numbers and shapes never do
+    wrap: bool = False  # may wrap between words on a narrow terminal (descriptions); numbers and shapes never do
+    drop: int = 0  # on a terminal too narrow for every column, the highest `drop` goes first; 0: always shown
 
 
 @dataclass
@@ -69,10 +74,11 @@ def cell(value: Value, units: bool = False) -> str:
     if isinstance(value, int):
         return number(value, units)
     if isinstance(value, float):  # a ratio
-        return f"{value:,.3g}x" if value < 1000 else f"{value:,.0f}x"
+        # .3g below 999.5 (it would print 999.7 as 1e+03), whole numbers from there
+        return f"{value:,.3g}x" if value < 999.5 else f"{value:,.0f}x"
     if isinstance(value, tuple):
         return shape(value)
-    return str(value)
+    return visible(value, MAX_CELL)
 
 
 def raw(value: Value) -> Value:
@@ -94,16 +100,21 @@ def _tabulate(table: Table, units: bool) -> str:
     """A markdown pipe table: numbers right-aligned, the totals row in bold."""
     from tabulate import tabulate
 
-    rows = [[cell(v, units) for v in row] for row in table.rows]
+    rows = [[_md(cell(v, units)) for v in row] for row in table.rows]
     if table.total is not None:
-        rows.append(["" if v in (None, "") else f"**{cell(v, units)}**" for v in table.total])
+        rows.append(["" if v in (None, "") else f"**{_md(cell(v, units))}**" for v in table.total])
     return tabulate(
         rows,
-        headers=[c.header for c in table.columns],
+        headers=[_md(visible(c.header)) for c in table.columns],
         tablefmt="pipe",
         colalign=["right" if c.numeric else "left" for c in table.columns],
         disable_numparse=True,
     )
+
+
+def _md(text: str) -> str:
+    """A markdown cell's text: `|` would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def _aligned(table: Table, units: bool) -> str:
@@ -112,7 +123,7 @@ def _aligned(table: Table, units: bool) -> str:
     Written out rather than through tabulate: this is the path `archcalc table` takes when
     piped, and importing tabulate (with wcwidth) costs about a tenth of the command's time.
     """
-    header = [c.header for c in table.columns]
+    header = [visible(c.header) for c in table.columns]
     rows = [[cell(v, units) for v in row] for row in table.rows]
     total = [] if table.total is None else [["" if v is None else cell(v, units) for v in table.total]]
     widths = [max(len(r[i]) for r in [header, *rows, *total]) for i in range(len(header))]
@@ -131,7 +142,7 @@ def _aligned(table: Table, units: bool) -> str:
 
 def _framed(table: Table, body: str, gap: str) -> str:
     """The title line, the table, the notes."""
-    parts = [table.title, body, "\n".join(table.notes)]
+    parts = [visible(table.title, MAX_LINE), body, "\n".join(visible(note, MAX_LINE) for note in table.notes)]
     return gap.join(p for p in parts if p) + "\n"
 
 
@@ -151,11 +162,20 @@ def to_csv(table: Table) -> str:
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([c.key for c in table.columns])
+    writer.writerow([_inert(c.key) for c in table.columns])
     for record in table.records():
-        writer.writerow(["x".join(map(str, v)) if isinstance(v, list) else "" if v is None else v
+        writer.writerow(["x".join(map(str, v)) if isinstance(v, list) else "" if v is None else _inert(v)
                          for v in record.values()])
     return out.getvalue()
+
+
+def _inert(value: Value) -> Value:
+    """A CSV text cell that a spreadsheet will not run as a formula (OWASP's rule: a leading
+    = + - @, tab or carriage return gets a `'`), with invisible characters escaped."""
+    if not isinstance(value, str):
+        return value
+    value = visible(value, MAX_CELL)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def to_json(data: Any) -> str:
@@ -164,39 +184,156 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def print_rich(table: Table, units: bool = False) -> None:
-    """A rich table for a terminal: numbers right-aligned, headers in bold, totals as a bold footer."""
+WRAP_WIDTH = 30  # a wrapping column keeps at least this width (or its widest cell's) before it may squeeze more
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What a rich table shows on a terminal of some width: which columns, exact or K/M/G, how text wraps."""
+
+    columns: tuple[int, ...]  # indexes into Table.columns
+    units: bool
+    dropped: tuple[str, ...] = ()  # headers of the columns left out
+    wrap: int = 0  # 0: nothing wraps; 1: wrapping columns wrap between words, at least WRAP_WIDTH wide; 2: as narrow as needed
+    overflow: bool = False  # nothing fits: full-width lines, which the terminal wraps
+
+
+def _grid(table: Table, fit: Fit, widths: dict[int, int] | None = None):
+    """The rich table for `fit` (`widths`: set widths of some columns): headers in bold, numbers right-aligned,
+    totals as a bold footer."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table as RichTable
+    from rich.text import Text
 
-    console = Console(highlight=False)
     grid = RichTable(box=box.SIMPLE, show_footer=table.total is not None, header_style="bold",
-                     footer_style="bold", pad_edge=False)
-    cells = [[cell(v, units) for v in row] for row in table.rows]
-    footer = ["" if v is None else cell(v, units) for v in table.total] if table.total is not None else None
-    for i, column in enumerate(table.columns):
-        widest = max((len(row[i]) for row in [*cells, *([footer] if footer else [])]), default=0)
-        grid.add_column(column.header, footer=footer[i] if footer else "", overflow="fold",
-                        justify="right" if column.numeric else "left",
-                        min_width=None if column.wrap else widest)
+                     footer_style="bold", pad_edge=False, show_edge=False, collapse_padding=True)
+    footer = [None if v is None else cell(v, fit.units) for v in table.total] if table.total is not None else None
+    cells = [[cell(row[i], fit.units) for i in fit.columns] for row in table.rows]
+    for j, i in enumerate(fit.columns):
+        column = table.columns[i]
+        wraps = fit.wrap and column.wrap
+        widest = max([len(column.header), len(footer[i] or "") if footer else 0, *(len(row[j]) for row in cells)])
+        # a column that does not wrap is as wide as its widest cell or header, never less (rich would cut it)
+        # every cell a Text: what it holds is never read as markup
+        grid.add_column(Text(visible(column.header)), footer=Text(footer[i] or "") if footer else "", no_wrap=not wraps,
+                        overflow="fold",
+                        min_width=None if fit.wrap == 2 and wraps else widest if not wraps else min(widest, WRAP_WIDTH),
+                        width=(widths or {}).get(i),
+                        justify="right" if column.numeric else "left")
     for row in cells:
-        grid.add_row(*row)
+        grid.add_row(*map(Text, row))
+    return grid
+
+
+def _measure(console, grid):
+    """The grid's narrowest and widest rendering, unclamped by the console's width."""
+    return console.measure(grid, options=console.options.update_width(10**6))
+
+
+def _plans(table: Table, units: bool | None):
+    """Every way to show the table, fullest first: exact before K/M/G (unless `units` says), then fewer columns
+    (highest `drop` first), each without wrapping and then with wrapping text; squeezed text last of all."""
+    everything = tuple(range(len(table.columns)))
+    order = sorted((i for i in everything if table.columns[i].drop), key=lambda i: -table.columns[i].drop)
+    wraps = (0, 1) if any(c.wrap for c in table.columns) else (0,)
+    choices = [units] if units is not None else [False, True]
+
+    def plan(use_units: bool, n: int, wrap: int) -> Fit:
+        dropped = order[:n]
+        return Fit(tuple(i for i in everything if i not in dropped), use_units,
+                   tuple(table.columns[i].header for i in sorted(dropped)), wrap)
+
+    for use_units in choices:
+        for n in range(len(order) + 1):
+            for wrap in wraps:
+                yield plan(use_units, n, wrap)
+    if len(wraps) > 1:
+        for use_units in choices:
+            yield plan(use_units, len(order), 2)
+
+
+def _squeeze(table: Table, fit: Fit, console, narrowest: int = 8):
+    """The grid with its wrapping columns sharing what the others leave (in proportion to their widest
+    cells, at least `narrowest` each, long words folded), or None when that is too little."""
+    wrapping = [i for i in fit.columns if table.columns[i].wrap]
+    rest = Fit(tuple(i for i in fit.columns if i not in wrapping), fit.units)
+    room = console.width - _measure(console, _grid(table, rest)).maximum - len(wrapping)
+    natural = {i: max(len(cell(v, fit.units)) for v in [table.columns[i].header, *(row[i] for row in table.rows)])
+               for i in wrapping}
+    if room < sum(min(natural[i], narrowest) for i in wrapping):
+        return None
+    base = {i: min(natural[i], narrowest) for i in wrapping}
+    spare, wanting = room - sum(base.values()), sum(natural[i] - base[i] for i in wrapping) or 1
+    widths = {i: min(natural[i], base[i] + spare * (natural[i] - base[i]) // wanting) for i in wrapping}
+    grid = _grid(table, fit, widths)
+    excess = _measure(console, grid).maximum - console.width  # the separators the wrapping columns add
+    while excess > 0:
+        widest = max(widths, key=widths.__getitem__)
+        if widths[widest] - excess < narrowest:
+            return None
+        widths[widest] -= excess
+        grid = _grid(table, fit, widths)
+        excess = _measure(console, grid).maximum - console.width
+    return grid
+
+
+def fit_to(table: Table, console, units: bool | None = None, wide: bool = False) -> tuple[Fit, object]:
+    """The fullest version of `table` that fits the console's width (see `_plans`), and its rich grid.
+    A number is never cut: when nothing fits, or with `wide`, lines run past the edge (the terminal wraps them)."""
+    if not wide:
+        for fit in _plans(table, units):
+            if fit.wrap == 2:
+                squeezed = _squeeze(table, fit, console)
+                if squeezed is not None:
+                    return fit, squeezed
+                continue
+            grid = _grid(table, fit)
+            measured = _measure(console, grid)
+            if (measured.minimum if fit.wrap else measured.maximum) <= console.width:
+                return fit, grid
+    fit = Fit(tuple(range(len(table.columns))), bool(units), overflow=True)
+    return fit, _grid(table, fit)
+
+
+def fit_notes(fit: Fit, units: bool | None, width: int) -> list[str]:
+    """What the terminal's width changed, and how to get it back."""
+    notes = []
+    if fit.dropped:
+        notes.append(f"not shown at {width} columns: {', '.join(fit.dropped)} (--wide shows every column; "
+                     "piped output always does)")
+    if fit.units and units is None:
+        notes.append(f"K/M/G units (K = 1e3) to fit {width} columns: --exact for exact integers")
+    return notes
+
+
+def print_rich(table: Table, units: bool | None = None, wide: bool = False, console=None) -> None:
+    """A rich table that fits the terminal (see `fit_to`), its title above and its notes below."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = console or Console(highlight=False)
+    fit, grid = fit_to(table, console, units, wide)
     if table.title:
-        console.print(table.title, markup=False)
-    console.print(grid)
-    for note in table.notes:
-        console.print(note, markup=False)
+        console.print(Text(visible(table.title, MAX_LINE)))
+    if fit.overflow:  # full-width lines: the terminal wraps them, nothing is cut
+        width = console.width
+        console.width = max(width, _measure(console, grid).maximum)
+        console.print(grid, crop=False)
+        console.width = width
+    else:
+        console.print(grid)
+    for note in [*table.notes, *fit_notes(fit, units, console.width)]:
+        console.print(Text(visible(note, MAX_LINE)))
 
 
-def render(table: Table, fmt: str, units: bool = False) -> None:
-    """Print a table in one of the non-JSON formats."""
+def render(table: Table, fmt: str, units: bool | None = False, wide: bool = False) -> None:
+    """Print a table in one of the non-JSON formats; `units` None: exact unless the terminal is too narrow."""
     if fmt == "table" and not plain_output():
-        print_rich(table, units)
+        print_rich(table, units, wide)
     elif fmt == "table":
-        sys.stdout.write(to_text(table, units))
+        sys.stdout.write(to_text(table, bool(units)))
     elif fmt == "markdown":
-        sys.stdout.write(to_markdown(table, units))
+        sys.stdout.write(to_markdown(table, bool(units)))
     elif fmt == "csv":
         sys.stdout.write(to_csv(table))
     else:  # json of a generic table: its records

@@ -14,14 +14,15 @@ layers are compiled once per file and built per model by `archcalc.templates`.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Mapping
 
 from archcalc.errors import SpecError, shown
 from archcalc.expressions import IN_CHANNELS, BlockInput
-from archcalc.spec import LEAF_OPS, Model, Where
+from archcalc.spec import LEAF_OPS, NAME_RULE, Model, Where, valid_name
 from archcalc.templates import (
-    COMPOSITE_OPS, Builder, Compiler, check_keys, did_you_mean, line_of,
+    COMPOSITE_OPS, Builder, Compiler, check_keys, check_size, did_you_mean, kind_of, line_of,
 )
 from archcalc.yamlfile import LDict, read
 
@@ -31,7 +32,7 @@ SINGLE_KEYS = ("name", "description", "source", "input", "layers", "blocks", "de
 MULTI_KEYS = ("models", "blocks", "description", "source", "import")
 MODEL_KEYS = ("name", "description", "source", "input", "layers", "defaults", "extends", "published")
 # What a model may say of its published figures, and what each must be
-PUBLISHED_KEYS = {
+PUBLISHED_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "torchvision": (str, "the name of torchvision's builder, e.g. efficientnet_b0"),
     "params": (int, "an integer"),
     "gflops": ((int, float), "a number (torchvision's GFLOPS: multiply-accumulates, in billions)"),
@@ -74,8 +75,11 @@ class SpecFile:
             name = entry.get("name")
             if not isinstance(name, str) or not name:
                 raise SpecError("a model needs a name (a string)", file=self.file, line=line)
+            if not valid_name(name):
+                raise SpecError(f"a model's name must be {NAME_RULE}, got {shown(name)}", file=self.file,
+                                line=line_of(entry, "name", line))
             if name in self.entries:
-                raise SpecError(f"two models are named {name!r}", file=self.file, line=line)
+                raise SpecError(f"two models are named {shown(name)}", file=self.file, line=line)
             self.entries[name] = entry
         # a file's description and citation hold for each of its models that gives none of its own
         self.description = data.get("description", "") if "models" in data else ""
@@ -92,24 +96,26 @@ class SpecFile:
             raise SpecError("blocks: must be a mapping of block name to block", file=self.file, line=line)
         for name, block in blocks.items():
             bline = line_of(blocks, name)
-            if not isinstance(name, str) or name in LEAF_OPS or name in COMPOSITE_OPS:
-                raise SpecError(f"block name {name!r} is taken by a built-in op", file=self.file, line=bline)
+            if not isinstance(name, str) or not valid_name(name):
+                raise SpecError(f"a block's name must be {NAME_RULE}, got {shown(name)}", file=self.file, line=bline)
+            if name in LEAF_OPS or name in COMPOSITE_OPS:
+                raise SpecError(f"block name {shown(name)} is taken by a built-in op", file=self.file, line=bline)
             if not isinstance(block, dict):
-                raise SpecError(f"block {name!r} must be a mapping with params, defaults and layers",
+                raise SpecError(f"block {shown(name)} must be a mapping with params, defaults and layers",
                                 file=self.file, line=bline)
-            check_keys(block, BLOCK_KEYS, f"block {name!r}", self.file)
+            check_keys(block, BLOCK_KEYS, f"block {shown(name)}", self.file)
             params, defaults = block.get("params") or [], block.get("defaults") or {}
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-                raise SpecError(f"params of block {name!r} must be a list of names", file=self.file,
+                raise SpecError(f"params of block {shown(name)} must be a list of names", file=self.file,
                                 line=line_of(block, "params"))
             if not isinstance(defaults, dict):
-                raise SpecError(f"defaults of block {name!r} must be a mapping", file=self.file,
+                raise SpecError(f"defaults of block {shown(name)} must be a mapping", file=self.file,
                                 line=line_of(block, "defaults"))
             if IN_CHANNELS in params or IN_CHANNELS in defaults:
                 raise SpecError(f"block {name!r}: {IN_CHANNELS} is the block's incoming width, not a parameter "
                                 "it can take", file=self.file, line=line_of(block, "params"))
             if "layers" not in block:
-                raise SpecError(f"block {name!r} has no layers", file=self.file, line=bline)
+                raise SpecError(f"block {shown(name)} has no layers", file=self.file, line=bline)
         return dict(blocks)
 
     def _read_imports(self, imports, line, importing: tuple[Path, ...]) -> dict[str, Compiler]:
@@ -160,12 +166,13 @@ class SpecFile:
                                 file=self.file)
             name = next(iter(self.entries))
         if name not in self.entries:
-            raise SpecError(f"has no model {name!r}{did_you_mean(name, self.entries)}", file=self.file)
+            raise SpecError(f"has no model {shown(name)}{did_you_mean(name, self.entries)}", file=self.file)
         return name
 
     def defaults(self, name: str | None = None) -> dict[str, Any]:
-        """A model's parameters (settable with `params`) and their default values."""
-        return dict(self._resolved(self._entry_name(name))["defaults"])
+        """A model's parameters (settable with `params`) and their default values: a copy, which the
+        caller may change without changing the file's models."""
+        return copy.deepcopy(self._resolved(self._entry_name(name))["defaults"])
 
     def model(self, name: str | None = None, params: Mapping[str, Any] | None = None) -> Model:
         """Build one model of this file (the only one, if name is None)."""
@@ -176,9 +183,10 @@ class SpecFile:
             raise SpecError(f"{name}: {IN_CHANNELS} is the model's input width, not a parameter it can take",
                             file=self.file, line=entry["line"])
         for key, value in (params or {}).items():
+            check_size(value, f"the value of parameter {shown(key)}")
             if key not in scope:
                 have = ", ".join(scope) or "none"
-                raise SpecError(f"{name} has no parameter {key!r}{did_you_mean(key, scope)}; its parameters: {have}",
+                raise SpecError(f"{name} has no parameter {shown(key)}{did_you_mean(key, scope)}; its parameters: {have}",
                                 file=self.file)
             scope[key] = value
         builder = Builder(self.compiler)
@@ -219,41 +227,67 @@ class SpecFile:
                                 line=line_of(published, key, line))
         return dict(published)
 
-    def _resolved(self, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-        """A model entry with `extends` applied: the parent's keys, the child's defaults on top."""
+    def _resolved(self, name: str) -> dict[str, Any]:
+        """A model entry with `extends` applied: the parent's keys, the child's defaults on top.
+
+        The chain is followed in a loop, not by recursion: a chain of thousands is only slow to write.
+        """
+        chain = [name]
+        while True:
+            entry = self.entries[chain[-1]]
+            parent_name = entry.get("extends")
+            if parent_name is None:
+                break
+            if not isinstance(parent_name, str):
+                raise SpecError(f"extends takes the name of a model in this file, got {kind_of(parent_name)}",
+                                file=self.file, line=line_of(entry, "extends"))
+            if parent_name in chain:
+                loop = " -> ".join((*chain[chain.index(parent_name):], parent_name))  # names: valid_name()
+                raise SpecError(f"models extend each other in a loop ({loop})", file=self.file,
+                                line=line_of(entry, "extends"))
+            if parent_name not in self.entries:
+                raise SpecError(f"model {shown(chain[-1])} extends unknown model {shown(parent_name)}"
+                                f"{did_you_mean(parent_name, self.entries)}", file=self.file, line=line_of(entry, "extends"))
+            chain.append(parent_name)
+        resolved = self._base(chain[-1])
+        for child in reversed(chain[:-1]):
+            self._extend(resolved, child, str(self.entries[child]["extends"]))
+        resolved["name"] = name
+        return resolved
+
+    def _base(self, name: str) -> dict[str, Any]:
+        """A model that extends none."""
         entry = self.entries[name]
         line = line_of(entry, "name", getattr(entry, "line", None))
-        parent_name = entry.get("extends")
-        if parent_name is None:
-            for key in ("input", "layers"):
-                if key not in entry:
-                    raise SpecError(f"model {name!r} has no {key}", file=self.file, line=line)
-            defaults = entry.get("defaults") or {}
-            if not isinstance(defaults, dict):
-                raise SpecError("defaults must be a mapping of parameter to value", file=self.file,
-                                line=line_of(entry, "defaults"))
-            return {
-                "name": name,
-                "input": entry["input"],
-                "layers": entry["layers"],
-                "input_line": line_of(entry, "input", line),
-                "layers_line": line_of(entry, "layers", line),
-                "defaults": dict(defaults),
-                "description": entry.get("description", self.description),
-                "source": entry.get("source", self.source),
-                "line": line,
-            }
-        if parent_name in seen or parent_name == name:
-            raise SpecError(f"models extend each other in a loop ({' -> '.join((*seen, name, parent_name))})",
-                            file=self.file, line=line_of(entry, "extends"))
-        if parent_name not in self.entries:
-            raise SpecError(f"model {name!r} extends unknown model {parent_name!r}"
-                            f"{did_you_mean(parent_name, self.entries)}", file=self.file, line=line_of(entry, "extends"))
-        resolved = self._resolved(parent_name, (*seen, name))
+        for key in ("input", "layers"):
+            if key not in entry:
+                raise SpecError(f"model {shown(name)} has no {key}", file=self.file, line=line)
         defaults = entry.get("defaults") or {}
+        if not isinstance(defaults, dict):
+            raise SpecError("defaults must be a mapping of parameter to value", file=self.file,
+                            line=line_of(entry, "defaults"))
+        return {
+            "input": entry["input"],
+            "layers": entry["layers"],
+            "input_line": line_of(entry, "input", line),
+            "layers_line": line_of(entry, "layers", line),
+            "defaults": dict(defaults),
+            "description": entry.get("description", self.description),
+            "source": entry.get("source", self.source),
+            "line": line,
+        }
+
+    def _extend(self, resolved: dict[str, Any], name: str, parent_name: str) -> None:
+        """`resolved` (the parent's) made the child's: its defaults on top, its own keys."""
+        entry = self.entries[name]
+        line = line_of(entry, "name", getattr(entry, "line", None))
+        defaults = entry.get("defaults") or {}
+        if not isinstance(defaults, dict):
+            raise SpecError("defaults must be a mapping of parameter to value", file=self.file,
+                            line=line_of(entry, "defaults"))
         unknown = [k for k in defaults if k not in resolved["defaults"]]
         if unknown:
-            raise SpecError(f"{parent_name} has no parameter {unknown[0]!r}", file=self.file,
+            raise SpecError(f"{parent_name} has no parameter {shown(unknown[0])}", file=self.file,
                             line=line_of(defaults, unknown[0]))
         resolved["defaults"].update(defaults)
         for key in ("input", "layers"):
@@ -262,5 +296,3 @@ class SpecFile:
         resolved["description"] = entry.get("description", resolved["description"])
         resolved["source"] = entry.get("source", resolved["source"])
         resolved["line"] = line
-        resolved["name"] = name
-        return resolved

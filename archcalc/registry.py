@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any, Mapping, Union
 
-from archcalc.errors import SpecError
+from archcalc.errors import SpecError, shown
 from archcalc.loader import SpecFile, did_you_mean
 from archcalc.spec import Model
 
@@ -23,7 +24,7 @@ class UnknownModelError(SpecError):
 
     def __init__(self, name: str, suggestion: str = "") -> None:
         self.name = name
-        super().__init__(f"unknown model {name!r}{suggestion}; `archcalc list` shows the built-ins")
+        super().__init__(f"unknown model {shown(name)}{suggestion}; `archcalc list` shows the built-ins")
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,7 +38,7 @@ def _builtin_index() -> dict[str, SpecFile]:
     for spec_file in _builtin_files():
         for name in spec_file.names:
             if name in index:
-                raise SpecError(f"built-in model {name!r} is defined twice", file=spec_file.file)
+                raise SpecError(f"built-in model {shown(name)} is defined twice", file=spec_file.file)
             index[name] = spec_file
     return index
 
@@ -52,6 +53,8 @@ SpecLike = Union[str, Path, Model]
 
 def load(spec: SpecLike, params: Mapping[str, Any] | None = None) -> Model:
     """A built-in name, a YAML path (`file.yaml` or `file.yaml:model`), or a Model, as a Model."""
+    if params is not None and not isinstance(params, Mapping):
+        raise SpecError(f"params must be a mapping of parameter name to value, got {shown(params)}")
     if isinstance(spec, Model):
         if params:
             raise SpecError("parameters can only be set on a spec loaded from YAML")
@@ -63,16 +66,36 @@ def load(spec: SpecLike, params: Mapping[str, Any] | None = None) -> Model:
 def parameters(spec: str | Path) -> dict[str, Any]:
     """The parameters a built-in name or YAML path accepts (`params=`, `--set`), with their defaults."""
     spec_file, name = _find(spec)
-    return spec_file.defaults(name)
+    return spec_file.defaults(name)  # a deep copy: changing it changes no later build
 
 
 def _find(spec: str | Path) -> tuple[SpecFile, str | None]:
-    """The spec file holding a built-in name or `file.yaml[:model]`, and the model's name in it."""
+    """The spec file holding a built-in name or `file.yaml[:model]`, and the model's name in it.
+
+    The model's name follows the last `:` (a name holds none), so a path may hold `:` itself.
+    """
+    if not isinstance(spec, (str, Path)):
+        raise SpecError(f"spec must be a built-in name, a path or a Model, got {shown(spec)}")
     text = str(spec)
     index = _builtin_index()
     if not isinstance(spec, Path) and text in index:
         return index[text], text
-    path, _, name = text.partition(":") if not Path(text).exists() else (text, "", "")
-    if path.strip() and (Path(path).suffix in (".yaml", ".yml") or Path(path).is_file()):
+    path, _, name = (text, "", "") if ":" not in text or _exists(text) else text.rpartition(":")
+    if path.strip() and (Path(path).suffix in (".yaml", ".yml") or _is_file(path)):
         return SpecFile(path), name or None
     raise UnknownModelError(text, did_you_mean(text, index))
+
+
+def _exists(path: str) -> bool:
+    """Whether something is at `path`; False for a path the system refuses (too long, a NUL in it)."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return os.path.isfile(path)
+    except (OSError, ValueError):
+        return False

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from archcalc.cli_common import fail
-from archcalc.errors import INSTALL_ORACLES
+from archcalc.errors import INSTALL_ORACLES, visible
+from archcalc.progress import progress
 
 STALE = 1  # `--check` found a report that differs from what the code generates now
 
@@ -23,13 +24,19 @@ def _crosscheck(device: str) -> dict[str, bytes]:
         fail(f"--crosscheck needs torch and fvcore ({err}): {INSTALL_ORACLES}")
     from archcalc.reports.build import crosscheck_report
 
-    def progress(name, result) -> None:
-        print(f"  cross-checked {name}: {'ok' if result.ok else 'DISAGREES'}", file=sys.stderr)
+    from archcalc.registry import list_models
 
-    try:
-        checks = check_all(device=device, runs=0, progress=progress)  # runs=0: no timings in the report
-    except CrossCheckError as err:
-        fail(err)
+    names = list_models()
+    with progress("cross-check", total=len(names)) as step:
+
+        def done(name, result) -> None:
+            print(f"  cross-checked {name}: {'ok' if result.ok else 'DISAGREES'}", file=sys.stderr)
+            step(advance=1)
+
+        try:
+            checks = check_all(names, device=device, runs=0, progress=done)  # runs=0: no timings in the report
+        except CrossCheckError as err:
+            fail(err)
     return crosscheck_report([c.to_dict() for c in checks])
 
 
@@ -43,40 +50,52 @@ def report(
         "--device", metavar="auto|cpu|cuda", help="Device for --crosscheck.")] = "auto",
 ) -> None:
     """Generate the markdown reports (README index, one page per built-in, LeNet vs AlexNet, 1x1 convolutions,
-    stacked 3x3, families, the seeds' claims audit) and their PNG charts.
+    stacked 3x3, families, the audit of the course notes' claims) and their PNG charts.
 
     Without --crosscheck, crosscheck.md is left alone and torch is never imported.
     """
     from archcalc.reports import build, writer
     from archcalc.reports.charts import ChartsUnavailable
 
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a folder")
+    if check and not out.is_dir():
+        fail(f"there is no {out} folder here to check: run this in the project's root, or give --out DIR")
     started = time.perf_counter()
-    try:
-        files = build.generate()
-    except ChartsUnavailable as err:
-        fail(err)
+    with progress("generating reports", total=build.steps()) as step:
+        try:
+            files = build.generate(progress=lambda name: step(name, advance=1))
+        except ChartsUnavailable as err:
+            fail(err)
     if crosscheck:
         files.update(_crosscheck(device))
     seconds = time.perf_counter() - started
     if check:
         stale = writer.stale(files, out)
-        drift = writer.version_drift(stale, out)
+        drift = writer.version_drift(stale, out, files)
         for name, then in drift.items():
-            print(f"note: {out / name} was drawn with {then}, not the installed one: not compared", file=sys.stderr)
+            print(f"note: {visible(str(out / name))} was drawn with {then}, not the installed one: not compared", file=sys.stderr)
         stale = [name for name in stale if name not in drift]
         extra = writer.orphans(files, out, keep=build.WRITTEN_ELSEWHERE)
+        left = writer.leftovers(files, out)
+        for name in left:
+            print(f"stale: {visible(str(out / name))} was left by an interrupted `archcalc report`; delete it", file=sys.stderr)
+        extra += left
         for name in stale:
             what = "differs from what `archcalc report` generates now" if (out / name).exists() else "is missing"
-            print(f"stale: {out / name} {what}", file=sys.stderr)
+            print(f"stale: {visible(str(out / name))} {what}", file=sys.stderr)
         for name in extra:
-            print(f"stale: {out / name} is no longer generated; delete it", file=sys.stderr)
+            print(f"stale: {visible(str(out / name))} is no longer generated; delete it", file=sys.stderr)
         if stale or extra:
             print(f"{len(stale) + len(extra)} stale report file(s): run `archcalc report` and commit the result",
                   file=sys.stderr)
             raise typer.Exit(STALE)
-        print(f"{len(files)} report files in {out} are current ({seconds:.1f} s)", file=sys.stderr)
+        print(f"{len(files)} report files in {visible(str(out))} are current ({seconds:.1f} s)", file=sys.stderr)
         return
-    changed = writer.write_all(files, out)
-    print(f"wrote {len(changed)} changed of {len(files)} report files to {out} ({seconds:.1f} s)", file=sys.stderr)
+    try:
+        changed = writer.write_all(files, out)
+    except OSError as err:  # a read-only folder, a full disk
+        fail(f"cannot write the reports to {out}: {err.strerror or err}" + (f" ({err.filename})" if err.filename else ""))
+    print(f"wrote {len(changed)} changed of {len(files)} report files to {visible(str(out))} ({seconds:.1f} s)", file=sys.stderr)
     for name in writer.orphans(files, out, keep=build.WRITTEN_ELSEWHERE):
-        print(f"note: {out / name} is no longer generated; delete it", file=sys.stderr)
+        print(f"note: {visible(str(out / name))} is no longer generated; delete it", file=sys.stderr)

@@ -124,8 +124,8 @@ class Result:
 
     def fold(self, depth: int) -> list[Row]:
         """Rows with every composite deeper than `depth` path levels summed into one row."""
-        if depth < 1:
-            raise ValueError("depth must be at least 1")
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+            raise ValueError(f"depth must be a positive integer, got {depth!r:.60}")
         folded: list[Row] = []
         i = 0
         groups = {g.path: g for g in self.groups if len(g.path) == depth}

@@ -51,8 +51,19 @@ def arg(kind: str | tuple[str, ...], default=None, *, required: bool = False):
     return field(default=default, metadata={"kind": kind})
 
 
+# The largest size a spec may give (channels, features, kernel, stride, padding, dilation, groups,
+# input sizes, batch): 2**31 - 1, int32's largest, which torch's kernels index with. With it every
+# total stays below about 1e80, so counts print in full and ratios fit a float.
+MAX_SIZE = 2**31 - 1
+
+
 def _is_int(value) -> bool:
     return value.__class__ is int or (isinstance(value, int) and value.__class__ is not bool)
+
+
+def _is_size(value, minimum: int) -> bool:
+    """An int from minimum to MAX_SIZE."""
+    return _is_int(value) and minimum <= value <= MAX_SIZE
 
 
 def _is_number(value) -> bool:
@@ -61,20 +72,32 @@ def _is_number(value) -> bool:
 
 def _pair_ok(value, minimum: int) -> bool:
     if _is_int(value):
-        return value >= minimum
+        return minimum <= value <= MAX_SIZE
     return (
         isinstance(value, (tuple, list))
         and len(value) == 2
         and _is_int(value[0]) and _is_int(value[1])
-        and value[0] >= minimum and value[1] >= minimum
+        and minimum <= value[0] <= MAX_SIZE and minimum <= value[1] <= MAX_SIZE
     )
+
+
+def _layers_ok(value) -> bool:
+    return isinstance(value, (tuple, list)) and all(isinstance(layer, Node) for layer in value)
+
+
+def too_big(value) -> str:
+    """`; sizes are at most 2,147,483,647` for a value (or [h, w]) holding an int beyond MAX_SIZE, else ''."""
+    items = value if isinstance(value, (tuple, list)) and len(value) <= 3 else (value,)
+    if any(_is_int(v) and abs(v) > MAX_SIZE for v in items):
+        return f"; sizes are at most {MAX_SIZE:,}"
+    return ""
 
 
 # kind -> (check, what a valid value is, in words)
 _CHECKS = {
-    "pos_int": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "opt_pos_int": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer"),
-    "int": (_is_int, "an integer"),
+    "pos_int": (lambda v: _is_int(v) and 1 <= v <= MAX_SIZE, "a positive integer"),
+    "opt_pos_int": (lambda v: v is None or (_is_int(v) and 1 <= v <= MAX_SIZE), "a positive integer"),
+    "int": (lambda v: _is_int(v) and -MAX_SIZE <= v <= MAX_SIZE, "an integer"),
     "pos_pair": (lambda v: _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
     "opt_pos_pair": (lambda v: v is None or _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
     "nonneg_pair": (lambda v: _pair_ok(v, 0), "a non-negative integer or [h, w] of non-negative integers"),
@@ -90,6 +113,9 @@ _CHECKS = {
     "text": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
     "shape": (lambda v: isinstance(v, (list, tuple)) and 1 <= len(v) <= 8 and all(_is_int(d) and d >= 1 for d in v),
               "a list of 1 to 8 positive integers (a shape without the batch)"),
+    "branches": (lambda v: isinstance(v, (tuple, list)) and all(_layers_ok(b) for b in v),
+                 "a list of branches, each a list of layers"),
+    "layers": (_layers_ok, "a list of layers (Conv2d(...), ReLU(), Sequential(...), ...)"),
 }
 
 
@@ -152,7 +178,7 @@ class Node:
                 continue
             rule = rules.get(field_name)
             if rule is not None and value is not rule[0] and not rule[1](value):
-                raise SpecError(f"{field_name} must be {rule[2]}, got {shown(value)}", op=self.OP)
+                raise SpecError(f"{field_name} must be {rule[2]}, got {shown(value)}{too_big(value)}", op=self.OP)
             if isinstance(value, list):
                 state[field_name] = tuple(value)
 
@@ -165,7 +191,7 @@ def resolved(node: N, inputs: Mapping[BlockInput, int]) -> N:
 
 
 def _name_ok(value) -> bool:
-    return value is None or (isinstance(value, str) and _valid_name(value))
+    return value is None or (isinstance(value, str) and valid_name(value))
 
 
 class ClassInfo(NamedTuple):
@@ -185,8 +211,9 @@ def class_info(cls: type[Node]) -> ClassInfo:
     if info is None:
         info = _CLASS_INFO[cls] = ClassInfo(
             rules={
-                "name": (None, _name_ok, "a non-empty string without '.' or spaces"),
+                "name": (None, _name_ok, NAME_RULE),
                 "trainable": (True, lambda v: v.__class__ is bool, "true or false"),
+                "where": (None, lambda v: isinstance(v, Where), "a Where(file, line) or None"),
                 **{f.name: (f.default, *_rule(f.metadata["kind"])) for f in fields(cls) if "kind" in f.metadata},
             },
             arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where", "block_input")),
@@ -196,12 +223,18 @@ def class_info(cls: type[Node]) -> ClassInfo:
     return info
 
 
-_NAME = re.compile(r"[^.\s]+")
+# What a model, block or layer name may hold: it is printed in tables, paths (`stage1.0.conv`),
+# markdown and CSV, and must not carry markup, escape sequences, separators or formulas.
+_NAME = re.compile(r"\w[\w+-]{0,99}")
+NAME_RULE = "1 to 100 letters, digits, '_', '-' or '+', starting with a letter, digit or '_', and not only digits"
 
 
 @lru_cache(maxsize=1024)  # the same few names ("conv", "bn", "relu") come back in every block
-def _valid_name(name: str) -> bool:
+def valid_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None and not name.isdigit()
+
+
+_CHECKS["opt_name"] = (_name_ok, NAME_RULE)  # a Sequential's block
 
 
 # ---- leaf ops -------------------------------------------------------------------------
@@ -399,8 +432,8 @@ class Sequential(Node):
     """Layers in order; `block` names the spec block it was expanded from, if any."""
 
     OP: ClassVar[str] = "sequential"
-    layers: Layers = ()
-    block: str | None = None
+    layers: Layers = arg("layers", ())
+    block: str | None = arg("opt_name", None)
     # what `in_channels` stands for in the block's expressions: set to its input by the walk
     block_input: BlockInput | None = field(default=None, compare=False, repr=False)
 
@@ -410,7 +443,7 @@ class Concat(Node):
     """Branches on the same input, joined on channels (Inception)."""
 
     OP: ClassVar[str] = "concat"
-    branches: tuple[Layers, ...] = ()
+    branches: tuple[Layers, ...] = arg("branches", ())
 
     def _validate(self, given: Iterable[str], rules: Mapping[str, Rule]) -> None:
         super()._validate(given, rules)
@@ -423,8 +456,8 @@ class Residual(Node):
     """body(x) + shortcut(x); an empty shortcut is the identity."""
 
     OP: ClassVar[str] = "residual"
-    body: Layers = ()
-    shortcut: Layers = ()
+    body: Layers = arg("layers", ())
+    shortcut: Layers = arg("layers", ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -432,14 +465,14 @@ class Gate(Node):
     """x * layers(x), the layers' output broadcast over x (squeeze-and-excitation: C x 1 x 1 against C x H x W)."""
 
     OP: ClassVar[str] = "gate"
-    layers: Layers = ()
+    layers: Layers = arg("layers", ())
 
 
 @dataclass(frozen=True, kw_only=True)
 class Repeat(Node):
     OP: ClassVar[str] = "repeat"
     times: int = arg("pos_int", required=True)
-    layers: Layers = ()
+    layers: Layers = arg("layers", ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -448,7 +481,7 @@ class Auxiliary(Node):
     whose output is dropped (Inception-v3's auxiliary classifier, used only to train)."""
 
     OP: ClassVar[str] = "auxiliary"
-    layers: Layers = ()
+    layers: Layers = arg("layers", ())
 
 
 COMPOSITES: tuple[type[Node], ...] = (Sequential, Concat, Residual, Gate, Repeat, Auxiliary)
@@ -478,13 +511,21 @@ class Model:
     published: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not valid_name(self.name):
+            raise SpecError(f"a model's name must be {NAME_RULE}, got {shown(self.name)}")
         shape = self.input
-        if not (
-            isinstance(shape, (tuple, list))
-            and len(shape) in (1, 3)
-            and all(_is_int(v) and v >= 1 for v in shape)
-        ):
-            raise SpecError(f"input must be [C, H, W] or [F] of positive integers, got {shown(shape)}")
+        if not valid_input(shape):
+            raise SpecError(f"input must be [C, H, W] or [F] of positive integers, got {shown(shape)}{too_big(shape)}")
+        if not _layers_ok(self.layers):
+            raise SpecError(f"layers must be {_CHECKS['layers'][1]}, got {shown(self.layers)}")
+        for key in ("description", "source"):
+            if not isinstance(getattr(self, key), str):
+                raise SpecError(f"{key} must be a string, got {shown(getattr(self, key))}")
         object.__setattr__(self, "input", tuple(shape))
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "published", MappingProxyType(dict(self.published)))
+
+
+def valid_input(shape) -> bool:
+    """An input shape: (C, H, W) or (F,) of sizes from 1 to MAX_SIZE."""
+    return isinstance(shape, (tuple, list)) and len(shape) in (1, 3) and all(_is_size(v, 1) for v in shape)

@@ -7,29 +7,70 @@ from typing import Sequence
 from archcalc.formatting import Column, Table, cell, shape
 from archcalc.result import CONVENTIONS, DTYPE_BYTES, Result, Row
 
+# a narrow terminal leaves out act. bytes first, then activations, then FLOPs (2 x MACs)
 LAYER_COLUMNS = (
     Column("name", "layer", numeric=False, wrap=True),
     Column("op", "op", numeric=False, wrap=True),
     Column("output_shape", "output", numeric=False),
     Column("params", "params"),
     Column("macs", "MACs"),
-    Column("flops", "FLOPs"),
-    Column("activations", "activations"),
-    Column("activation_bytes", "act. bytes"),
+    Column("flops", "FLOPs", drop=1),
+    Column("activations", "activations", drop=2),
+    Column("activation_bytes", "act. bytes", drop=3),
     Column("receptive_field", "RF (px)"),
 )
 
 
+def briefly(*terms: str) -> str:
+    """The counting conventions a table uses, in one line under it; --explain-columns has the long version."""
+    said = {
+        "MACs": "MACs: multiply-accumulates of conv2d and linear (no bias adds)",
+        "FLOPs": "FLOPs = 2 x MACs",
+        "RF": "RF: receptive field",
+        "depth": "depth: conv and linear layers on the longest path",
+    }
+    return "; ".join([*(said[t] for t in terms), "--explain-columns says more"])
+
+
+# (column, what it counts), printed by --explain-columns; README's "Counting conventions" says the same
+EXPLAINED_COLUMNS = (
+    ("output", "the layer's output shape, batch first (N x C x H x W for a feature map, N x F flat)"),
+    ("params", "weights and biases (batch norm: its scale and shift; running statistics are buffers, not counted)"),
+    ("MACs", "multiply-accumulates of conv2d and linear; bias adds not counted. This is what torchvision's \"GFLOPS\" "
+             "column and the ResNet paper's \"FLOPs\" count."),
+    ("FLOPs", "2 x MACs, the convention of torch.utils.flop_counter"),
+    ("fvcore", "what fvcore's FlopCountAnalysis reports: one flop per fused multiply-add of conv/linear, plus batch "
+               "norm (2 per element, eval mode) and adaptive average pooling (1 per input element); activations, the "
+               "multiplies of gates and layer scales, chunks and shuffles count 0 (fvcore has no handle for them)"),
+    ("FlopCounterMode", "what torch's FlopCounterMode reports: 2 x MACs of conv/linear (matmul) only"),
+    ("activations", "elements of every layer's output (concat, residual and gate joins included), summed over the "
+                    "batch"),
+    ("act. bytes", "activations x the size of the element type (--dtype)"),
+    ("RF (px)", "receptive field: input pixels one output element can see, per axis, through the widest path "
+                "(padding counts, so it can exceed the input). A concat or residual join takes, per axis, the widest "
+                "field and the largest cumulative stride of its branches (a 7x1 branch beside a 3x3 one sees 7x3). Exact "
+                "for conv and pooling windows; through an adaptive pool whose bins are uneven it is an upper bound (an "
+                "upsampling pool steps by a fraction of a pixel; rows round up); tests/test_receptive_field.py checks "
+                "it against a brute-force reach of every output position"),
+    ("depth", "conv and linear layers on the longest path: 16 for VGG-16, 22 for GoogLeNet, 152 for ResNet-152"),
+)
+
+
+def columns_table() -> Table:
+    """What every column counts: `--explain-columns`."""
+    return Table(columns=(Column("column", "column", numeric=False), Column("meaning", "what it counts",
+                                                                             numeric=False, wrap=True)),
+                 rows=EXPLAINED_COLUMNS)
+
+
 def header_line(result: Result) -> str:
-    """The input, batch, dtype and counting convention, in one line."""
-    return (
-        f"{result.model}: input {shape(result.input_shape[1:])}, batch {result.batch}, {result.dtype}; "
-        f"MACs = {CONVENTIONS['macs']}; FLOPs = {CONVENTIONS['flops']}"
-    )
+    """The model, input, batch and dtype, in one line."""
+    return f"{result.model}: input {shape(result.input_shape[1:])}, batch {result.batch}, {result.dtype}"
 
 
-def layer_table(result: Result, rows: Sequence[Row], units: bool = False) -> Table:
-    """One row per layer (or folded composite), the totals row, and memory notes."""
+def layer_table(result: Result, rows: Sequence[Row], units: bool | None = False) -> Table:
+    """One row per layer (or folded composite), the totals row, and memory notes (K/M/G with `units`)."""
+    units = bool(units)
     size = DTYPE_BYTES[result.dtype]
     total = result.total
     return Table(
@@ -39,35 +80,35 @@ def layer_table(result: Result, rows: Sequence[Row], units: bool = False) -> Tab
              r.activations * size, r.receptive_field)
             for r in rows
         ],
-        total=("total", f"depth {total.depth}", result.rows[-1].output_shape if result.rows else None,
+        total=("total", "", result.rows[-1].output_shape if result.rows else None,
                total.params, total.macs, total.flops, total.activations, total.activation_bytes,
                total.receptive_field),
         title=header_line(result),
         notes=[
-            f"weights: {cell(total.params_bytes, units)} bytes ({result.dtype}), "
-            f"trainable params: {cell(total.trainable_params, units)}; "
-            f"depth: {CONVENTIONS['depth']}"
+            f"depth {total.depth}; weights "
+            f"{cell(total.params_bytes, units)} bytes ({result.dtype}); trainable params {cell(total.trainable_params, units)}",
+            briefly("MACs", "FLOPs", "RF"),
         ],
     )
 
 
-MODEL_COLUMNS = (
-    Column("name", "model", numeric=False, wrap=True),
-    Column("description", "description", numeric=False, wrap=True),
+MODEL_COLUMNS = (  # the description last: the numbers stay aligned however long it is
+    Column("name", "model", numeric=False),
     Column("input_shape", "input (CxHxW)", numeric=False),
     Column("params", "params"),
     Column("macs", "MACs"),
     Column("depth", "depth"),
+    Column("description", "description", numeric=False, wrap=True, drop=1),
 )
 
 
 def model_table(results: Sequence[Result]) -> Table:
-    """One row per model: what it is, its default input, params, MACs and depth."""
+    """One row per model: its default input, params, MACs, depth, and what it is."""
     return Table(
         columns=MODEL_COLUMNS,
-        rows=[(r.model, r.description, r.input_shape[1:], r.total.params, r.total.macs, r.total.depth)
+        rows=[(r.model, r.input_shape[1:], r.total.params, r.total.macs, r.total.depth, r.description)
               for r in results],
-        notes=[f"MACs = {CONVENTIONS['macs']}; depth = {CONVENTIONS['depth']}"],
+        notes=[briefly("MACs", "depth")],
     )
 
 
@@ -93,12 +134,18 @@ def ratio(value, first) -> float | None:
 
 
 def labels(results: Sequence[Result]) -> list[str]:
-    """Model names, made unique (`vgg16`, `vgg16 (2)`) so that columns and CSV keys do not collide."""
-    seen: dict[str, int] = {}
+    """Model names, made unique (`vgg16`, `vgg16 (2)`) so that columns and CSV keys collide neither
+    with each other nor with the first column, `metric` (a ratio column's key, `B/A`, holds a `/`,
+    which no name does)."""
+    taken = {"metric"}
     out = []
     for r in results:
-        seen[r.model] = seen.get(r.model, 0) + 1
-        out.append(r.model if seen[r.model] == 1 else f"{r.model} ({seen[r.model]})")
+        label, n = r.model, 1
+        while label in taken:
+            n += 1
+            label = f"{r.model} ({n})"
+        out.append(label)
+        taken.add(label)
     return out
 
 
@@ -108,14 +155,15 @@ def compare_table(results: Sequence[Result]) -> Table:
     columns = [Column("metric", "metric", numeric=False), Column(first, first)]
     for label in others:
         columns += [Column(label, label), Column(f"{label}/{first}", f"x {first}")]
+    assert len({c.key for c in columns}) == len(columns), "labels() makes every column key unique"
     rows = [("input", results[0].input_shape[1:], *_pairs(results, lambda r: r.input_shape[1:], with_ratio=False))]
     for label, metric in METRICS:
         rows.append((label, metric(results[0]), *_pairs(results, metric)))
     return Table(
         columns=columns,
         rows=rows,
-        title=f"batch {results[0].batch}, {results[0].dtype}; MACs = {CONVENTIONS['macs']}; FLOPs = {CONVENTIONS['flops']}",
-        notes=[f"depth = {CONVENTIONS['depth']}"],
+        title=f"batch {results[0].batch}, {results[0].dtype}",
+        notes=[briefly("MACs", "FLOPs", "depth")],
     )
 
 

@@ -41,8 +41,18 @@ Field = tuple[str, int, Any, Optional[int]]  # key, how it gets its value (LITER
 
 
 def did_you_mean(word: object, choices, prefix: str = "") -> str:
+    if not isinstance(word, str) or len(word) > 100:  # nothing is close to that, and difflib would take long
+        return ""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+def known_ops(blocks) -> str:
+    """The ops a spec can use, grouped: `ops: conv/pool: conv2d, ...; composites: ...; blocks: ...`."""
+    from archcalc.ops import ops_by_kind
+
+    groups = {**ops_by_kind(), "composites": list(COMPOSITE_OPS), "blocks": list(blocks)}
+    return "ops: " + "; ".join(f"{kind}: {', '.join(names)}" for kind, names in groups.items() if names)
 
 
 def line_of(container, key, default: int | None = None) -> int | None:
@@ -55,7 +65,7 @@ def check_keys(data: Mapping, allowed, what: str, file: str) -> None:
     for key in data:
         if key not in allowed:
             raise SpecError(
-                f"unknown key {key!r} in {what}{did_you_mean(key, allowed)}", file=file, line=line_of(data, key)
+                f"unknown key {shown(key)} in {what}{did_you_mean(key, allowed)}", file=file, line=line_of(data, key)
             )
 
 
@@ -66,7 +76,7 @@ def kind_of(value) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {shown(value)}"
 
 
 def containers(data) -> tuple[set[int], set[int]]:
@@ -94,6 +104,33 @@ def containers(data) -> tuple[set[int], set[int]]:
     except RecursionError:  # YAML aliases that nest too deep: compile nothing ahead, substitute everything
         return set(), set()
     return set(seen), {key for key, mentions in seen.items() if not mentions}
+
+
+def check_size(value, what: str) -> None:
+    """Refuse a value from outside the file (a `--set` or `params=` value) that would expand to more
+    than MAX_SPEC_NODES items: a YAML alias bomb is small to write and huge once expanded, and the
+    file's own data is guarded by compiling each shared container once, which such a value is not."""
+    sizes: dict[int, int] = {}  # id -> expanded size; -1 while being counted (a value holding itself)
+
+    def size(node) -> int:
+        if not isinstance(node, (dict, list, tuple)):
+            return 1
+        known = sizes.get(id(node))
+        if known is not None:
+            if known < 0:
+                raise SpecError(f"{what} holds itself")
+            return known
+        sizes[id(node)] = -1
+        total = 1 + sum(size(item) for item in (node.values() if isinstance(node, dict) else node))
+        sizes[id(node)] = total = min(total, MAX_SPEC_NODES + 1)  # past the limit, the count is enough
+        return total
+
+    try:
+        total = size(value)
+    except RecursionError:
+        raise SpecError(f"{what} is nested too deeply") from None
+    if total > MAX_SPEC_NODES:
+        raise SpecError(f"{what} expands to more than {MAX_SPEC_NODES:,} values (YAML aliases?)")
 
 
 # ---- templates: what a layer compiles to ----------------------------------------------
@@ -420,7 +457,7 @@ class Compiler:
                 return _Late(op, args, line, extra)
             return self.composite(op, args, scoped, line, extra)
         known = [*LEAF_OPS, *COMPOSITE_OPS, *self.blocks, *self.imported]
-        return _Failing(SpecError(f"unknown op {op!r}{did_you_mean(op, known)}"), line, str(op))
+        return _Failing(SpecError(f"unknown op {shown(op)}{did_you_mean(op, known)}; {known_ops({**self.blocks, **self.imported})}"), line, str(op))
 
     def leaf(self, cls: type[Node], args, scoped: bool, line: int | None, extra: tuple[Field, ...]):
         op = cls.OP
@@ -434,7 +471,7 @@ class Compiler:
         error = None
         for key in args:
             if key not in info.arguments:
-                error = SpecError(f"unknown argument {key!r}{did_you_mean(key, info.arguments)}",
+                error = SpecError(f"unknown argument {shown(key)}{did_you_mean(key, info.arguments)}",
                                   line=line_of(args, key, line))
                 break
         else:
@@ -613,12 +650,12 @@ class Builder:
             raise SpecError(f"blocks are nested more than {MAX_NESTING} deep")
         if (owner, name) in self.calls:
             chain = " -> ".join(called for _, called in (*self.calls[self.calls.index((owner, name)):], (owner, name)))
-            raise SpecError(f"block {name!r} calls itself ({chain})")
+            raise SpecError(f"block {shown(name)} calls itself ({chain})")
         # The same block with the same arguments builds the same layers: build them once per
         # model and share them, as a repeat's copies are (GoogLeNet's units, ResNet's stages).
         args = {} if args is None else args
         if not isinstance(args, dict):
-            raise SpecError(f"arguments of block {name!r} must be a mapping, got {kind_of(args)}")
+            raise SpecError(f"arguments of block {shown(name)} must be a mapping, got {kind_of(args)}")
         key = (owner, name, *[(k, v.__class__, v if v.__class__ in _PLAIN else id(v)) for k, v in args.items()])
         known = self.expansions.get(key)
         if known is None:
@@ -635,11 +672,11 @@ class Builder:
         block = owner.block(name)
         for key in args:
             if key not in block.settable:
-                raise SpecError(f"block {name!r} has no parameter {key!r}{did_you_mean(key, block.known)}",
+                raise SpecError(f"block {shown(name)} has no parameter {shown(key)}{did_you_mean(key, block.known)}",
                                 line=line_of(written if isinstance(written, dict) else args, key, line))
         missing = [p for p in block.params if p not in args]
         if missing:
-            raise SpecError(f"block {name!r} needs {', '.join(missing)}")
+            raise SpecError(f"block {shown(name)} needs {', '.join(missing)}")
         # a block of another file (`import:`) is built by that file's compiler, its errors located there
         builder = self if owner is self.compiler else self.sharing(owner)
         self.calls.append((owner, name))

@@ -138,9 +138,9 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
     reference = getattr(models, builder)(**{**BUILDER_KWARGS.get(builder, {}), **(torchvision_kwargs or {})}).eval()
     with torch.no_grad():
         for module in reference.modules():
-            if isinstance(module, nn.modules.batchnorm._NormBase) and module.running_mean is not None:
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 1.5)
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+                module.get_buffer("running_mean").uniform_(-0.5, 0.5)
+                module.get_buffer("running_var").uniform_(0.5, 1.5)
     ours = build_module(spec or name, input=shape, init=False).eval()
     transfer_weights(reference, ours)
     x = torch.randn(2, *shape)

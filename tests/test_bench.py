@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archcalc.bench import (
-    BenchResult, Case, CaseResult, Settings, Timing, evaluate_targets, model_to_profile, paired_change, plan_skip,
+    IMPORT_FLOOR, BenchResult, Case, CaseResult, Settings, Timing, evaluate_targets, model_to_profile, paired_change, plan_skip,
     time_processes,
 )
 from archcalc.bench_report import render_markdown, seconds
@@ -144,23 +144,24 @@ def _bench(cases: list[CaseResult], cli: dict) -> BenchResult:
 
 
 def test_targets_pass_and_fail_on_the_ratios():
-    cli = {"archcalc table alexnet": Timing((0.2,)), 'python -c "import torch"': Timing((1.0,))}
+    cli = {"archcalc table alexnet": Timing((0.2,)), 'python -c "import torch"': Timing((1.0,)), IMPORT_FLOOR: Timing((0.15,))}
     good = _bench([
         _case("resnet152", 224, 1, 0.004, 0.5), _case("resnet152", 224, 32, 0.0042, None),
         _case("resnet152", 1024, 1, 0.0043, 5.0), _case("resnet152", 1024, 32, 0.004, None),
     ], cli)
-    assert [t.passed for t in good.targets] == [True] * 7
+    assert [t.passed for t in good.targets] == [True] * 8
+    assert "1.33x" in good.targets[6].measured  # 0.2 s over the 0.15 s import floor
     assert "125x" in good.targets[0].measured and "1,163x" in good.targets[1].measured
     bad = _bench([
         _case("resnet152", 224, 1, 0.006, 0.5), _case("resnet152", 224, 32, 0.0075, None),
         _case("resnet152", 1024, 1, 0.006, 5.0), _case("resnet152", 1024, 32, 0.006, None),
-    ], {"archcalc table alexnet": Timing((0.3,)), 'python -c "import torch"': Timing((1.0,))})
-    # 83x < 100x; 833x < 1000x; 1024 vs 224 flat (0%); batch 32 +25%; memory fine; 0.3x; 6 ms
-    assert [t.passed for t in bad.targets] == [False, False, True, False, True, False, False]
+    ], {"archcalc table alexnet": Timing((0.3,)), 'python -c "import torch"': Timing((1.0,)), IMPORT_FLOOR: Timing((0.15,))})
+    # 83x < 100x; 833x < 1000x; 1024 vs 224 flat (0%); batch 32 +25%; memory fine; 0.3x; 2x the floor; 6 ms
+    assert [t.passed for t in bad.targets] == [False, False, True, False, True, False, False, False]
     assert "resnet152 +25.0%" in bad.targets[3].measured
     text = render_markdown(bad, "archcalc bench", {})
     _assert_valid_tables(text)
-    assert text.count("**FAIL**") == 5
+    assert text.count("**FAIL**") == 6
 
 
 def test_the_profile_is_of_the_model_furthest_below_100x():
@@ -173,7 +174,7 @@ def test_the_profile_is_of_the_model_furthest_below_100x():
 
 def test_targets_unmeasured_are_not_failures():
     bench = _bench([_case("resnet152", 224, 1, 0.004, None)], {label: "not asked for" for label in ("a", "b")})
-    assert [t.passed for t in bench.targets] == [None, None, None, None, True, None, True]
+    assert [t.passed for t in bench.targets] == [None, None, None, None, True, None, None, True]
 
 
 def test_ratio_uses_archcalc_timed_alongside_the_tools():

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 import archcalc
 from archcalc.cli import app
 from archcalc.cli_common import InputSize, complete_model, parse_input
-from archcalc.formatting import number, plain_output
+from archcalc.formatting import number, plain_output, print_rich
+from archcalc.tables import compare_table, layer_table, model_table
 
 GOLDEN = Path(__file__).parent / "golden"
 runner = CliRunner()
@@ -82,12 +83,14 @@ def test_table_csv_rows_and_totals() -> None:
     assert total["name"] == "total"
     assert int(total["params"]) == sum(int(r["params"]) for r in rows[:-1])
     assert int(total["macs"]) == sum(int(r["macs"]) for r in rows[:-1])
+    assert total["op"] == ""  # the depth is a note, not an op
 
 
 def test_table_plain_text_has_header_line_and_totals() -> None:
     out = ok("table", "alexnet")
     lines = out.splitlines()
-    assert lines[0].startswith("alexnet: input 1x224x224, batch 1, float32; MACs = multiply-accumulates")
+    assert lines[0] == "alexnet: input 1x224x224, batch 1, float32"
+    assert out.count("MACs: multiply-accumulates") == 1  # the conventions, said once, under the table
     assert "\x1b" not in out  # CliRunner's stdout is not a terminal: no colour codes
     total = next(line for line in lines if line.startswith("total"))
     assert f"{archcalc.analyze('alexnet').total.params:,}" in total
@@ -147,6 +150,49 @@ def test_rich_table_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0
     assert f"{CONV1_MACS_224:,}" in result.stdout
     assert "total" in result.stdout and "layer" in result.stdout
+
+
+def terminal(table, width: int, units: bool | None = None) -> str:
+    """What print_rich shows on a terminal `width` columns wide, trailing spaces stripped."""
+    from rich.console import Console
+
+    console = Console(width=width, file=io.StringIO(), color_system=None, highlight=False)
+    print_rich(table, units, console=console)
+    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
+
+
+TERMINAL_TABLES = {
+    "table_alexnet": lambda: layer_table(archcalc.analyze("alexnet"), archcalc.analyze("alexnet").rows),
+    "table_resnet18_depth2": lambda: layer_table(archcalc.analyze("resnet18"), archcalc.analyze("resnet18").fold(2)),
+    "list": lambda: model_table([archcalc.analyze(name) for name in archcalc.list_models()]),
+    "compare_lenet_alexnet_vgg16": lambda: compare_table([archcalc.analyze(m) for m in ("lenet", "alexnet", "vgg16")]),
+}
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+@pytest.mark.parametrize("name", TERMINAL_TABLES)
+def test_terminal_tables_fit_golden(name: str, width: int, update_golden: bool) -> None:
+    # checked by eye in tmux at these widths (tmux new -d -x 80 -y 50; send-keys; capture-pane)
+    table = TERMINAL_TABLES[name]()
+    out = terminal(table, width)
+    assert max(len(line) for line in out.splitlines()) <= width
+    path = GOLDEN / f"terminal_{name}_{width}.txt"
+    if update_golden:
+        path.write_text(out)
+    assert out == path.read_text(), f"{path.name} changed: review, then rerun with pytest --update-golden"
+
+
+def test_a_narrow_terminal_leaves_out_whole_columns_and_says_so() -> None:
+    result = archcalc.analyze("alexnet")
+    out = terminal(layer_table(result, result.rows), 100)
+    assert "act. bytes" not in out.splitlines()[1] and "not shown at 100 columns: activations, act. bytes" in out
+    assert "--wide" in out and "323x323" in out and "26,218,496" in out  # numbers whole, exact
+    units = terminal(layer_table(result, result.rows), 60)
+    assert "K/M/G units" in units and "--exact" in units and "26.2M" in units
+    exact = terminal(layer_table(result, result.rows), 60, units=False)  # --exact: never units
+    assert "K/M/G" not in exact and "26,218,496" in exact
+    wide = terminal(layer_table(result, result.rows), 250)
+    assert "not shown" not in wide and "act. bytes" in wide
 
 
 def test_plain_output_rule() -> None:
@@ -341,3 +387,24 @@ def test_shell_completion_offers_model_names() -> None:
     done = subprocess.run([sys.executable, "-m", "archcalc"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["alexnet-paper", "alexnet-torchvision"]
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["table", "alexnet", "--dtype", "float8"],
+         "error: Invalid value for '--dtype': 'float8' is not one of 'float32', 'float16', 'bfloat16', 'float64', "
+         "'int8'. (see archcalc table --help)"),
+        (["table"], "error: Missing argument 'MODEL'. (see archcalc table --help)"),
+        (["tabel"], "error: No such command 'tabel'. Did you mean 'table'? (see archcalc --help)"),
+    ],
+)
+def test_usage_errors_are_one_sentence_on_one_line(args: list[str], line: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and result.stderr == line + "\n"
+
+
+def test_plain_flags_show_no_type_in_help() -> None:
+    out = runner.invoke(app, ["crosscheck", "--help"], env={"COLUMNS": "150"}).stdout
+    flag = next(line for line in out.splitlines() if "--all" in line)
+    assert "<bool>" not in out and "BOOLEAN" not in flag

@@ -35,7 +35,9 @@ def test_one_model_prints_every_layer_both_oracles_and_the_verdict():
     conv1 = next(line for line in out.splitlines() if line.startswith("conv1 "))
     assert conv1.split()[-5:] == ["117,600", "117,600", "235,200", "235,200", "✓"]
     assert sum(line.rstrip().endswith("✓") for line in out.splitlines()) == len(rows) + 1  # and the totals
-    assert "median" in out and "of 2 runs after 1 warm-up on cpu" in out and "GFLOP/s" in out
+    assert "median" in out and "of 2 runs after 1 warm-up on cpu" in out and "FLOP/s" in out
+    assert "torch.jit.script" not in result.output  # fvcore's own deprecation warning, filtered where it is called
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
     assert "agree: all 12 rows and the totals" in out
     assert "aten::avg_pool2d" in out  # fvcore's skipped ops, summarised in one line
 
@@ -90,3 +92,11 @@ def test_the_cli_loads_torch_only_for_crosscheck():
     code = "import sys, archcalc.cli, archcalc.crosscheck_cli; print(sorted({'torch', 'fvcore'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("rate, text", [(912_345_678, "912 MFLOP/s"), (1.234e9, "1.23 GFLOP/s"), (850, "850 FLOP/s"),
+                                        (45_600, "45.6 KFLOP/s")])
+def test_speed_in_the_unit_that_fits(rate: float, text: str) -> None:
+    from archcalc.crosscheck_cli import _rate
+
+    assert _rate(rate) == text

@@ -85,3 +85,18 @@ def test_bad_analysis_arguments(kwargs, reason) -> None:
 def test_empty_or_directory_names_are_unknown_models(name) -> None:
     with pytest.raises(archcalc.UnknownModelError, match="unknown model"):
         archcalc.load(name)
+
+
+def test_unknown_op_lists_the_ops_grouped_by_kind(tmp_path: Path) -> None:
+    from archcalc.ops import HANDLERS
+
+    spec = tmp_path / "t.yaml"
+    spec.write_text("name: t\ninput: [3, 8, 8]\nblocks:\n  mine: {layers: [relu]}\n"
+                    "layers:\n  - cnv2d: {out_channels: 4, kernel_size: 3}\n")
+    with pytest.raises(SpecError) as info:
+        archcalc.analyze(spec)
+    message = str(info.value)
+    assert "unknown op 'cnv2d' (did you mean conv2d?); ops: conv/pool: conv2d, " in message
+    for group in ("norm: batchnorm2d", "activations: relu", "composites: sequential, concat", "blocks: mine"):
+        assert group in message
+    assert all(cls.OP in message for cls in HANDLERS)  # every op, whichever kind it is

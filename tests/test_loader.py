@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import archcalc
+from archcalc import SpecError
 from archcalc.spec import BatchNorm2d, Concat, Conv2d, ReLU, Sequential
 
 
@@ -60,8 +61,9 @@ def test_set_parameters_change_the_model(tmp_path) -> None:
 
 
 def test_a_parameters_value_is_not_looked_up_again(tmp_path) -> None:
-    text = SPLICING.replace("width: 8", "width: 8\n  label: $width").replace("name: a}", "name: $label}")
-    assert archcalc.load(_write(tmp_path, text)).layers[0].name == "$width"
+    text = SPLICING.replace("width: 8", "width: 8\n  label: $width").replace("out: $width", "out: $label")
+    with pytest.raises(SpecError, match=r"out_channels must be a positive integer.*, got '\$width'"):
+        archcalc.load(_write(tmp_path, text))
 
 
 SHARING = """

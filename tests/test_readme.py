@@ -44,3 +44,11 @@ def test_console_examples_are_current():
         result = CliRunner().invoke(app, command.split(), env={"NO_COLOR": "1"})
         assert result.exit_code == 0, result.output
         assert result.stdout == shown, f"README's `archcalc {command}` is stale: paste its output again"
+
+
+def test_counting_conventions_are_what_explain_columns_prints():
+    from archcalc.tables import EXPLAINED_COLUMNS
+
+    section = README.split("## Counting conventions")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| (.+?) \| (.+?) \|$", section, re.M)[2:]  # past the header and its rule
+    assert rows == list(EXPLAINED_COLUMNS)

@@ -77,7 +77,7 @@ def test_committed_reports_are_current(generated) -> None:
     out, _ = generated
     files = _files(out)
     stale = writer.stale(files, COMMITTED)
-    stale = [name for name in stale if name not in writer.version_drift(stale, COMMITTED)]
+    stale = [name for name in stale if name not in writer.version_drift(stale, COMMITTED, files)]
     orphans = writer.orphans(files, COMMITTED, keep=build.WRITTEN_ELSEWHERE)
     assert not stale and not orphans, f"stale: {stale}, no longer generated: {orphans}; run `archcalc report`"
 
@@ -149,7 +149,7 @@ def test_alexnet_page(generated) -> None:
 @pytest.fixture
 def tiny(monkeypatch) -> dict[str, bytes]:
     files = {"README.md": b"# index\n", "a.md": b"a\n", "img/a.png": b"\x89PNG fake"}
-    monkeypatch.setattr(build, "generate", lambda: dict(files))
+    monkeypatch.setattr(build, "generate", lambda progress=None: dict(files))
     return files
 
 
@@ -339,3 +339,15 @@ def test_a_model_named_like_a_report_cannot_overwrite_it() -> None:
     with pytest.raises(ValueError, match="stacked-3x3.md"):
         build._add(files, "stacked-3x3.md", b"a model page")
     assert files == {"stacked-3x3.md": b"the report"}
+
+
+def test_check_without_a_reports_folder_says_so_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["report", "--check", "--out", str(tmp_path / "reports")])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "there is no" in result.stderr and "reports folder" in result.stderr
+
+
+def test_generate_reports_each_step_once() -> None:
+    seen: list[str] = []
+    build.generate(["lenet"], progress=seen.append)
+    assert len(seen) == build.steps(["lenet"]) and seen[-1] == "lenet"

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from archcalc.ops import channels, elementwise, linear, norms, reshape, windows
-from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, Shape, Window, output_size
+from archcalc.ops.common import GLOBAL, Axis, Bins, ChannelsLast, Cost, Line, Shape, Window, output_size, recording
 from archcalc.spec import Node
 
 Handler = Callable[[Any, Shape], Cost]  # each takes its own Node subclass
@@ -32,10 +32,25 @@ DESCRIPTIONS: dict[type[Node], Callable[[Any], str]] = {
 }
 
 
+# How `archcalc explain` works out an op's params and MACs (`(layer, input shape, Cost) -> [Line]`); every
+# op without one still gets its numbers from its handler, and its output sizes from `output_size`
+EXPLANATIONS: dict[type[Node], Callable[[Any, Shape, Cost], list[Line]]] = {
+    cls: e for kind in _KINDS for cls, e in getattr(kind, "EXPLANATIONS", {}).items()
+}
+
+
+def ops_by_kind() -> dict[str, list[str]]:
+    """Every leaf op's name, grouped by its kind's module (`KIND`: conv/pool, norm, activations, ...)."""
+    return {getattr(kind, "KIND", kind.__name__.rpartition(".")[2]): [cls.OP for cls in kind.HANDLERS] for kind in _KINDS}
+
+
 def describe(layer: Node) -> str:
     """The op with its key arguments, e.g. `conv2d 11x11 /4 p1`."""
     details = DESCRIPTIONS.get(layer.__class__)
     return details(layer) if details else layer.OP
 
 
-__all__ = ["GLOBAL", "ChannelsLast", "Cost", "HANDLERS", "DESCRIPTIONS", "Shape", "Window", "describe", "output_size"]
+__all__ = [
+    "GLOBAL", "Axis", "Bins", "ChannelsLast", "Cost", "DESCRIPTIONS", "EXPLANATIONS", "HANDLERS", "Line", "Shape", "Window",
+    "describe", "ops_by_kind", "output_size", "recording",
+]

@@ -28,6 +28,7 @@ def layerscale(layer: LayerScale, shape) -> Cost:
     return new(Cost, (shape, channels(shape), 0, 0, None))
 
 
+KIND = "channels"  # how `unknown op` errors group these ops
 HANDLERS = {Chunk: chunk, ChannelShuffle: channelshuffle, LayerScale: layerscale}
 DESCRIPTIONS = {
     Chunk: lambda layer: f"chunk {layer.index} of {layer.chunks}",

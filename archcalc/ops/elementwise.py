@@ -20,6 +20,7 @@ def softmax(layer: Softmax, shape) -> Cost:
     return new(Cost, (shape, 0, 0, 0, GLOBAL if len(shape) == 1 else None))
 
 
+KIND = "activations"  # how `unknown op` errors group these ops
 HANDLERS = {
     **dict.fromkeys(
         (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh, Identity, Dropout, StochasticDepth), elementwise

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import GLOBAL, Cost, check_in, new
+from archcalc.ops.common import GLOBAL, Cost, Line, check_in, new, times
 from archcalc.spec import Linear
 
 
@@ -15,5 +15,15 @@ def linear(layer: Linear, shape) -> Cost:
     return new(Cost, ((layer.out_features,), macs + (layer.out_features if layer.bias else 0), macs, macs, GLOBAL))
 
 
+KIND = "linear"  # how `unknown op` errors group these ops
 HANDLERS = {Linear: linear}
 DESCRIPTIONS = {Linear: lambda layer: f"linear {layer.out_features}"}
+
+
+def explain_linear(layer: Linear, shape, cost: Cost) -> list[Line]:
+    n_in, n_out = shape[0], layer.out_features
+    return [Line("params", times(n_in, n_out) + (f" + {n_out} bias" if layer.bias else ""), cost.params),
+            Line("MACs", times(n_in, n_out), cost.macs)]
+
+
+EXPLANATIONS = {Linear: explain_linear}

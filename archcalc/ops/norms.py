@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from archcalc.ops.common import Cost, check_in, new, spatial
+from archcalc.ops.common import Cost, Line, check_in, new, spatial, times
 from archcalc.spec import BatchNorm2d, LocalResponseNorm
 
 
@@ -20,5 +20,15 @@ def localresponsenorm(layer: LocalResponseNorm, shape) -> Cost:
     return new(Cost, (shape, 0, 0, 0, None))
 
 
+KIND = "norm"  # how `unknown op` errors group these ops
 HANDLERS = {BatchNorm2d: batchnorm2d, LocalResponseNorm: localresponsenorm}
 DESCRIPTIONS = {LocalResponseNorm: lambda layer: f"localresponsenorm size {layer.size}"}
+
+
+def explain_batchnorm2d(layer: BatchNorm2d, shape, cost: Cost) -> list[Line]:
+    per_element = cost.fvcore // (shape[0] * shape[1] * shape[2])
+    lines = [Line("params", times(2, shape[0]), cost.params, "a scale and a shift per channel")] if layer.affine else []
+    return lines + [Line("fvcore", times(*shape, per_element), cost.fvcore, "fvcore's batch-norm estimate per element")]
+
+
+EXPLANATIONS = {BatchNorm2d: explain_batchnorm2d}

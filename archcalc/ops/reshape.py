@@ -25,6 +25,7 @@ def unknown(layer: Unknown, shape) -> Cost:
     return new(Cost, (tuple(layer.output), 0, 0, 0, None))
 
 
+KIND = "reshape"  # how `unknown op` errors group these ops
 HANDLERS = {Flatten: flatten, ChannelPad: channelpad, Unknown: unknown}
 DESCRIPTIONS = {
     ChannelPad: lambda layer: f"channelpad to {layer.out_channels}",

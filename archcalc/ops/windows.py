@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from functools import lru_cache
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import Cost, check_in, new, output_size, spatial
+from archcalc.ops import common
+from archcalc.ops.common import Bins, Cost, Line, check_in, new, output_size, spatial, times
 from archcalc.spec import AdaptiveAvgPool2d, AvgPool2d, Conv2d, IntPair, MaxPool2d, pair
 
 
@@ -51,11 +54,28 @@ def avgpool2d(layer: AvgPool2d, shape) -> Cost:
     return _pool(layer, shape, 1)
 
 
-def _adaptive_window(size: int, out: int) -> tuple[int, int]:
-    """Widest bin and bin step of torch's adaptive pooling (start=floor(i*n/o), end=ceil((i+1)*n/o))."""
-    bins = range(min(out, 4096))  # the pattern repeats; 4096 bins bound the cost
-    widest = max(-(-(i + 1) * size // out) - (i * size // out) for i in bins)
-    return widest, -(-size // out)
+def _adaptive_window(size: int, out: int) -> tuple[int | Fraction, int | Fraction]:
+    """Window and step of torch's adaptive pooling (bin i spans floor(i*n/o) to ceil((i+1)*n/o)), for
+    the receptive field, in closed form over all bins.
+
+    With n = q*o + r, every bin is q wide when r = 0; else q + 1, or q + 2 when a bin straddles two
+    boundaries, which happens exactly when r > 1 and r does not divide o. Shrinking (o <= n): the
+    widest bin, and the largest step between bins, ceil(n/o). Upsampling (o > n): bins step by 0 or 1
+    input pixel, n/o on average; the step is that average (a Fraction: with 1 the field would compound
+    through every pool-to-1-and-back, as a squeeze-excitation block does), and the window is widened
+    by (o - gcd(n, o))/o of a step, what k bins in a row can straddle beyond k * n/o.
+    """
+    q, r = divmod(size, out)
+    widest = q if r == 0 else q + 1 if r == 1 or out % r == 0 else q + 2
+    window: int | Fraction
+    step: int | Fraction
+    if out <= size:
+        window, step = widest, -(-size // out)
+    else:
+        window, step = widest + Fraction(out - math.gcd(size, out), out), Fraction(size, out)
+    if common._record is not None:
+        common._record.append(Bins(size, out, window, step))
+    return window, step
 
 
 def adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape) -> Cost:
@@ -92,6 +112,7 @@ def _window(op: str, kernel, stride, padding, dilation, groups: int, ceil_mode: 
     return text + " ceil" if ceil_mode else text
 
 
+KIND = "conv/pool"  # how `unknown op` errors group these ops
 HANDLERS = {Conv2d: conv2d, MaxPool2d: maxpool2d, AvgPool2d: avgpool2d, AdaptiveAvgPool2d: adaptiveavgpool2d}
 DESCRIPTIONS = {
     Conv2d: lambda layer: _window(
@@ -102,3 +123,25 @@ DESCRIPTIONS = {
                                      1, 1, layer.ceil_mode),
     AdaptiveAvgPool2d: lambda layer: f"adaptiveavgpool2d {kxk(layer.output_size)}",
 }
+
+
+def explain_conv2d(layer: Conv2d, shape, cost: Cost) -> list[Line]:
+    """Weights per filter (in / groups x kernel), filters, and one multiply-accumulate per weight per output pixel."""
+    c, g = shape[0], layer.groups
+    (kh, kw), out = pair(layer.kernel_size), cost.output
+    per_filter = f"({times(c // g, kh, kw)})"
+    grouped = f"groups {g}: each filter sees {c} / {g} = {c // g} input channels" if g != 1 else ""
+    lines = []
+    if layer.padding == "same":
+        lines.append(Line("output H, W", "", out[1], "padding 'same' (stride 1): as the input"))
+    bias = f" + {out[0]} bias" if layer.bias else ""
+    lines.append(Line("params", f"{times(out[0], per_filter)}{bias}", cost.params, grouped))
+    lines.append(Line("MACs", times(out[0], out[1], out[2], per_filter), cost.macs))
+    return lines
+
+
+def explain_adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape, cost: Cost) -> list[Line]:
+    return [Line("fvcore", times(*shape), cost.fvcore, "fvcore counts 1 per input element")]
+
+
+EXPLANATIONS = {Conv2d: explain_conv2d, AdaptiveAvgPool2d: explain_adaptiveavgpool2d}

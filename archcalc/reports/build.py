@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from archcalc import analyze, list_models
 from archcalc.bench_report import PLOT_KINDS, plot_name
-from archcalc.reports import charts, claims, model_page, index
+from archcalc.reports import accuracy, charts, claims, model_page, index
 from archcalc.reports import families, lenet_alexnet, one_by_one, stacked
 
 CROSSCHECK = "crosscheck.md"
@@ -28,6 +28,8 @@ REPORTS: tuple[tuple[str, str, ModuleType], ...] = (
     ("families.md", "VGG, ResNet and GoogLeNet variants side by side; MACs against input resolution",
      families),
     ("claims.md", "Every numeric claim of the seed notes, recomputed, with a verdict", claims),
+    ("accuracy.md", "ImageNet top-1 against MACs and against parameters for every torchvision built-in, Pareto fronts "
+     "marked", accuracy),
 )
 CROSSCHECK_LINE = (CROSSCHECK, "Every built-in run in torch and compared layer by layer with fvcore and FlopCounterMode "
                    "(`archcalc report --crosscheck`; needs torch)")
@@ -35,8 +37,15 @@ PERFORMANCE_LINE = (PERFORMANCE, "archcalc timed against fvcore, FlopCounterMode
                     "(`archcalc bench`; needs torch)")
 
 
-def generate(models: Sequence[str] | None = None) -> dict[str, bytes]:
-    """Every report except the cross-check: markdown as UTF-8, charts as PNG bytes."""
+def steps(models: Sequence[str] | None = None) -> int:
+    """How many times `generate` reports progress: once per report and once per model page."""
+    return len(REPORTS) + len(list(models) if models is not None else list_models())
+
+
+def generate(models: Sequence[str] | None = None, progress: Callable[[str], None] | None = None) -> dict[str, bytes]:
+    """Every report except the cross-check: markdown as UTF-8, charts as PNG bytes (`progress`: told each
+    report's name once it is done)."""
+    done = progress or (lambda name: None)
     names = list(models) if models is not None else list_models()
     results = [analyze(name) for name in names]
     files: dict[str, bytes] = {}
@@ -45,9 +54,11 @@ def generate(models: Sequence[str] | None = None) -> dict[str, bytes]:
         _add(files, name, module.render().encode())
         for chart, data in (module.charts() if hasattr(module, "charts") else {}).items():
             _add(files, chart, data)
+        done(name)
     for result in results:
         _add(files, model_page.page_path(result.model), model_page.render(result).encode())
         _add(files, model_page.chart_path(result.model), charts.layer_costs(result))
+        done(result.model)
     return files
 
 

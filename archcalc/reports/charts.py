@@ -7,6 +7,7 @@ matplotlib is imported inside the functions: the calculator never loads it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -19,6 +20,7 @@ DPI = 100
 COLOURS = {"conv2d": "#4C72B0", "linear": "#DD8452"}
 OTHER = "#8C8C8C"
 VERSION_KEY = "Drawn with"  # PNG text key: charts are byte-stable for one matplotlib version, not across versions
+SOURCE_KEY = "Drawn from"  # PNG text key: a digest of the data drawn, the same on every version
 MAX_BARS = 60
 MIN_PARAMS_SHARE = 0.001
 CHAR_IN = 0.068  # width of one 9 pt DejaVu Sans character, roughly, in inches
@@ -51,22 +53,36 @@ def _figure(height_in: float) -> Iterator:
         yield fig
 
 
-def _png(fig) -> bytes:
+def _png(fig, drawn_from: object = None) -> bytes:
+    """The figure as PNG bytes, with the matplotlib version and a digest of the data drawn (`drawn_from`:
+    its repr) as text chunks, so that a chart drawn with another version can still be told apart."""
     import matplotlib
 
     buf = io.BytesIO()
     # no "Software" (it would carry the version anyway); the version under our own key, see `drawn_with`
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None, VERSION_KEY: f"matplotlib {matplotlib.__version__}"})
+    metadata = {"Software": None, VERSION_KEY: f"matplotlib {matplotlib.__version__}"}
+    if drawn_from is not None:
+        metadata[SOURCE_KEY] = "sha256 " + hashlib.sha256(repr(drawn_from).encode()).hexdigest()
+    fig.savefig(buf, format="png", dpi=DPI, metadata=metadata)
     return buf.getvalue()
 
 
 def drawn_with(png: bytes) -> str | None:
     """The `matplotlib X.Y.Z` a chart of ours was drawn with (its tEXt chunk), or None."""
+    return _text(png, VERSION_KEY)
+
+
+def drawn_from(png: bytes) -> str | None:
+    """The digest of the data a chart of ours was drawn from (its tEXt chunk), or None."""
+    return _text(png, SOURCE_KEY)
+
+
+def _text(png: bytes, key: str) -> str | None:
     pos = 8  # after the signature: chunks of length, type, data, CRC
     while pos + 8 <= len(png):
         length = int.from_bytes(png[pos:pos + 4], "big")
         kind, data = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
-        if kind == b"tEXt" and data.startswith(VERSION_KEY.encode() + b"\0"):
+        if kind == b"tEXt" and data.startswith(key.encode() + b"\0"):
             return data.split(b"\0", 1)[1].decode("latin-1")
         if kind == b"IDAT":
             return None  # text chunks written by matplotlib come before the image data
@@ -130,7 +146,7 @@ def layer_costs(result: Result) -> bytes:
                             bottom=0.75 / height, wspace=0.08)
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
         fig.suptitle(f"{result.model} at {'x'.join(map(str, result.input_shape[1:]))}: params and MACs per layer")
-        return _png(fig)
+        return _png(fig, (result.model, result.input_shape, [(r.name, r.op, r.params, r.macs) for r in rows]))
 
 
 def macs_vs_resolution(series: Sequence[tuple[str, Sequence[int], Sequence[int]]]) -> bytes:
@@ -154,4 +170,36 @@ def macs_vs_resolution(series: Sequence[tuple[str, Sequence[int], Sequence[int]]
         ax.grid(color="#DDDDDD", linewidth=0.6)
         ax.legend(frameon=False, fontsize=8)
         fig.subplots_adjust(left=0.09, right=0.97, top=0.93, bottom=0.1)
-        return _png(fig)
+        return _png(fig, [(label, list(sides), list(macs)) for label, sides, macs in series])
+
+
+def accuracy_vs_cost(points: Sequence[Any], fronts: dict[str, Sequence[Any]]) -> bytes:
+    """Two panels, top-1 against MACs and against params (log x), one colour per family, each panel's
+    Pareto front drawn and named. `points` have .model, .family, .macs, .params, .top1."""
+    families = sorted({p.family for p in points})
+    with _figure(6.0) as fig:
+        from matplotlib.ticker import FuncFormatter
+
+        panels = fig.subplots(1, 2, sharey=True)
+        markers = "os^Dv<>ph*"
+        for ax, cost, label in ((panels[0], "macs", "MACs (batch 1)"), (panels[1], "params", "parameters")):
+            for i, family in enumerate(families):
+                members = [p for p in points if p.family == family]
+                ax.scatter([getattr(p, cost) for p in members], [p.top1 for p in members], s=22,
+                           color=f"C{i % 10}", marker=markers[i // 10 % len(markers)], label=family, zorder=3)
+            front = fronts[cost]
+            ax.step([getattr(p, cost) for p in front], [p.top1 for p in front], where="post", color="#333333",
+                    linewidth=1.0, linestyle="--", zorder=2, label="Pareto front")
+            for p in front:
+                ax.annotate(p.model, (getattr(p, cost), p.top1), fontsize=6.5, xytext=(3, -9),
+                            textcoords="offset points")
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(_units))
+            ax.set_xlabel(label)
+            ax.grid(color="#DDDDDD", linewidth=0.6)
+        panels[0].set_ylabel("ImageNet-1K top-1 (%)")
+        handles, labels = panels[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False, fontsize=7.5)
+        fig.suptitle("Top-1 accuracy against MACs and against parameters (torchvision's weights)")
+        fig.subplots_adjust(left=0.07, right=0.98, top=0.92, bottom=0.2, wspace=0.06)
+        return _png(fig, [tuple(p) for p in points])

@@ -1,0 +1,242 @@
+"""`archcalc explain`: a layer's numbers with the arithmetic that gives them, the values put in.
+
+One source: the numbers are the op's handler's (the code that fills the table), run again on the
+layer's input with `recording()` on, so `output_size` and adaptive pooling say what they computed;
+an op's `EXPLANATIONS` entry (archcalc/ops/) writes its params and MACs as products. An op without
+one still gets its handler's numbers and its output sizes. The receptive field is worked out from
+what entered the layer in the walk (`run(..., entering=...)`) and the window its handler gives.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Sequence
+
+from archcalc.analysis import run
+from archcalc.errors import SpecError
+from archcalc.ops import EXPLANATIONS, GLOBAL, HANDLERS, Axis, Bins, Line, recording
+from archcalc.ops.common import axis_formula, times
+from archcalc.result import Group, Result, Row
+from archcalc.spec import Model
+
+AXES = ("H", "W")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One layer (or a composite's sum): its lines, and the numbers they arrive at, as the table has them."""
+
+    name: str
+    description: str
+    input_shape: tuple[int, ...]  # with the batch
+    output_shape: tuple[int, ...]
+    lines: tuple[Line, ...]
+    params: int
+    macs: int
+    flops: int
+    fvcore_flops: int
+    receptive_field: tuple[int, int]
+    stride: tuple[int, int]
+
+
+class UnknownLayerError(SpecError):
+    """A layer name that is no layer's path or unique suffix."""
+
+
+def explain(model: Model, names: Sequence[str] = (), *, batch: int = 1, input: tuple[int, ...] | None = None,
+            depth: int | None = None) -> list[Explanation]:
+    """The layers named (a path or a unique suffix, or a composite's path), else every row of the table
+    (folded at `depth` as `archcalc table --depth` does)."""
+    entering: dict[int, tuple] = {}
+    result = run(model, batch=batch, input=input, entering=entering)
+    index = {id(row): i for i, row in enumerate(result.rows)}
+    groups = {".".join(g.path): g for g in result.groups}
+    if names:
+        return [_explain_name(result, entering, groups, name) for name in names]
+    rows = result.fold(depth) if depth is not None else result.rows
+    return [_explain_row(result, entering, index[id(row)]) if id(row) in index
+            else _explain_group(result, groups[row.name]) for row in rows]
+
+
+def layer_names(result: Result) -> list[str]:
+    """Every name `explain` takes: each row's path and each composite's."""
+    return [*dict.fromkeys([*(row.name for row in result.rows), *(".".join(g.path) for g in result.groups)])]
+
+
+def resolve(result: Result, name: str) -> str:
+    """The full path `name` stands for: itself, or the one path it ends (after a dot)."""
+    known = layer_names(result)
+    if name in known:
+        return name
+    matches = [path for path in known if path.endswith("." + name)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(matches[:6]) + (", ..." if len(matches) > 6 else "")
+        raise UnknownLayerError(f"{name!r} ends {len(matches)} layer paths of {result.model} ({shown}): give more of the path")
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) or difflib.get_close_matches(
+        name, [p.rpartition(".")[2] for p in known], n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UnknownLayerError(f"{result.model} has no layer {name!r}{hint}; `archcalc table {result.model}` lists them")
+
+
+def _explain_name(result: Result, entering: dict[int, tuple], groups: dict[str, Group], name: str) -> Explanation:
+    path = resolve(result, name)
+    if path in groups:
+        return _explain_group(result, groups[path])
+    return _explain_row(result, entering, next(i for i, row in enumerate(result.rows) if row.name == path))
+
+
+def _same(lines: list[Line]) -> list[Line]:
+    """An H line and a W line that read alike become one `H, W` line."""
+    out: list[Line] = []
+    for line in lines:
+        last = out[-1] if out else None
+        if (last is not None and last.what.endswith(" H") and line.what == last.what[:-1] + "W"
+                and (last.formula, last.value, last.note) == (line.formula, line.value, line.note)):
+            out[-1] = last._replace(what=last.what + ", W")
+        else:
+            out.append(line)
+    return out
+
+
+def _output_lines(record: list) -> list[Line]:
+    """What `output_size` and adaptive pooling recorded, one line per axis."""
+    lines = []
+    for axis, what in zip(record, AXES):
+        if isinstance(axis, Axis):
+            notes = []
+            if axis.dilation != 1:
+                notes.append(f"dilation {axis.dilation}: the kernel spans {axis.dilation}·({axis.kernel} − 1) + 1 = "
+                             f"{axis.dilation * (axis.kernel - 1) + 1}")
+            if axis.dropped:
+                notes.append("ceil mode: torch drops the last window, which would start in the padding")
+            lines.append(Line(f"output {what}", axis_formula(axis), axis.out, "; ".join(notes)))
+        elif isinstance(axis, Bins):
+            lines.append(Line(f"output {what}", "", axis.out,
+                              f"adaptive: {axis.size} split into {axis.out} bins, the widest {axis.widest}, "
+                              f"one starting every {axis.step} (torch: ⌊i·{axis.size}/{axis.out}⌋ to "
+                              f"⌈(i + 1)·{axis.size}/{axis.out}⌉)"))
+    return lines
+
+
+def _receptive_lines(window, rf: tuple[int, int], jump: tuple[int, int], grid: tuple[int, int]) -> tuple[list[Line], tuple[int, int], tuple[int, int]]:
+    """How the layer's window widens the receptive field and multiplies the stride, per axis."""
+    lines, new_rf, new_jump = [], [], []
+    for a, what in enumerate(AXES):
+        if window is None:
+            lines.append(Line(f"RF {what}", "", rf[a], "unchanged: this op looks at one position"))
+            new_rf.append(rf[a])
+            new_jump.append(jump[a])
+        elif window == GLOBAL:
+            value = rf[a] + (grid[a] - 1) * jump[a]
+            lines.append(Line(f"RF {what}", f"{rf[a]} + ({grid[a]} − 1) · {jump[a]}", value,
+                              f"every output sees the whole {grid[0]}x{grid[1]} grid"))
+            new_rf.append(value)
+            new_jump.append(jump[a])
+        else:
+            kernel, stride = window[a], window[2 + a]
+            value = rf[a] + (kernel - 1) * jump[a]
+            lines.append(Line(f"RF {what}", f"{rf[a]} + ({kernel} − 1) · {jump[a]}", value))
+            new_rf.append(value)
+            new_jump.append(jump[a] * stride)
+            if stride != 1:
+                lines.append(Line(f"stride {what}", times(jump[a], stride), jump[a] * stride,
+                                  "input pixels between neighbouring outputs"))
+    order = [line for what in ("RF", "stride") for line in lines if line.what.startswith(what)]
+    return order, (new_rf[0], new_rf[1]), (new_jump[0], new_jump[1])
+
+
+def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanation:
+    row = result.rows[i]
+    if i not in entering:  # the join of a concat or residual: no weights, no arithmetic
+        return _joined(row)
+    layer, shape, rf, jump, grid = entering[i]
+    with recording() as record:
+        cost = HANDLERS[layer.__class__](layer, shape)
+    worked = EXPLANATIONS.get(layer.__class__)
+    own = worked(layer, shape, cost) if worked else []
+    lines = _output_lines(record) + own
+    said = {line.what for line in lines}
+    n = result.batch
+    macs = n * cost.macs
+    if not (cost.params or cost.macs or said & {"params", "MACs"}):
+        lines.append(Line("params, MACs", "", 0, "no weights, no multiply-accumulates (MACs count conv2d and linear)"))
+    else:
+        if "params" not in said:
+            lines.append(Line("params", "", cost.params))
+        if "MACs" not in said:
+            lines.append(Line("MACs", "", cost.macs))
+        if n != 1:
+            lines.append(Line(f"MACs, batch {n}", times(n, f"{cost.macs:,}"), macs))
+        lines.append(Line("FLOPs", times(2, f"{macs:,}"), 2 * macs))
+    if cost.fvcore != cost.macs and "fvcore" not in said:
+        lines.append(Line("fvcore", "", cost.fvcore))
+    if n != 1 and cost.fvcore != cost.macs:
+        lines.append(Line(f"fvcore, batch {n}", times(n, f"{cost.fvcore:,}"), n * cost.fvcore))
+    rf_lines, new_rf, new_jump = _receptive_lines(cost.window, rf, jump, grid)
+    return Explanation(row.name, row.description, row.input_shape, (n, *cost.output), tuple(_same(lines + rf_lines)),
+                       cost.params, macs, 2 * macs, n * cost.fvcore, new_rf, new_jump)
+
+
+def _joined(row: Row) -> Explanation:
+    what = "the branches' channels side by side" if row.op == "concat" else "the body's output plus the shortcut's"
+    lines = (Line("params", "", 0, f"{row.op}: {what}"), Line("MACs", "", 0),
+             Line("RF H, W", "", row.receptive_field[0], "the widest of the paths it joins"))
+    return Explanation(row.name, row.description, row.input_shape, row.output_shape, lines, 0, 0, 0, 0,
+                       row.receptive_field, row.stride)
+
+
+def _sum(what: str, values: list[int]) -> Line:
+    """The rows' values added up (written out unless there are more than 12)."""
+    terms = [f"{v:,}" for v in values if v]
+    formula = " + ".join(terms) if 1 < len(terms) <= 12 else ""
+    return Line(what, formula, sum(values), f"the sum over its {len(values)} rows" if len(terms) > 12 else "")
+
+
+def _explain_group(result: Result, group: Group) -> Explanation:
+    """A composite: the sums of the rows it spans; its receptive field and stride are its last row's."""
+    rows = result.rows[group.start:group.stop]
+    last = rows[-1]
+    lines = (_sum("params", [r.params for r in rows]), _sum("MACs", [r.macs for r in rows]),
+             Line("FLOPs", times(2, f"{sum(r.macs for r in rows):,}"), sum(r.torch_flops for r in rows)),
+             *_same([Line(f"RF {what}", "", rf, "as its last row's") for what, rf in zip(AXES, last.receptive_field)]))
+    return Explanation(".".join(group.path), f"{group.kind} ({len(rows)} rows)", rows[0].input_shape,
+                       last.output_shape, lines, sum(r.params for r in rows), sum(r.macs for r in rows),
+                       sum(r.torch_flops for r in rows), sum(r.fvcore_flops for r in rows), last.receptive_field,
+                       last.stride)
+
+
+# ---- rendering -----------------------------------------------------------------------------
+
+
+def _shape(dims: Sequence[int]) -> str:
+    return "x".join(map(str, dims))
+
+
+def _worked(line: Line) -> str:
+    return f"{line.formula} = {line.value:,}" if line.formula else f"{line.value:,}"
+
+
+def to_text(explanations: Sequence[Explanation]) -> str:
+    """Each layer: a heading line, then one line per number, aligned; notes after a `--`."""
+    blocks = []
+    for e in explanations:
+        width = max(len(line.what) for line in e.lines)
+        body = [f"  {line.what:<{width}}  {_worked(line)}" + (f"  -- {line.note}" if line.note else "")
+                for line in e.lines]
+        blocks.append("\n".join([f"{e.name}: {e.description}, {_shape(e.input_shape)} -> {_shape(e.output_shape)}",
+                                 *body]))
+    return "\n\n".join(blocks) + "\n"
+
+
+def to_markdown(explanations: Sequence[Explanation]) -> str:
+    """Each layer as a heading and a two-column table, for notes and slides."""
+    blocks = []
+    for e in explanations:
+        rows = [f"| {line.what} | {_worked(line)}{f' ({line.note})' if line.note else ''} |" for line in e.lines]
+        blocks.append("\n".join([f"### `{e.name}`: {e.description}", "",
+                                 f"{_shape(e.input_shape)} → {_shape(e.output_shape)}", "",
+                                 "| | worked out |", "| --- | --- |", *rows]))
+    return "\n\n".join(blocks) + "\n"
