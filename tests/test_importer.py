@@ -142,6 +142,13 @@ def test_analyze_takes_a_module_and_a_600m_parameter_one_imports_without_its_wei
         archcalc.analyze(big)
 
 
+def test_what_fx_cannot_trace_or_archcalc_cannot_hold_is_refused_in_one_line() -> None:
+    with pytest.raises(SpecError, match=r"^import: torch.fx cannot trace DataDependent: TraceError: "):
+        convert(nets.DataDependent(), (3, 8, 8))
+    with pytest.raises(SpecError, match=r"^import: TwoOutputs.forward returns tuple, not one tensor"):
+        convert(nets.TwoOutputs(), (3, 8, 8))
+
+
 def test_bad_module_refs_are_one_line_errors(tmp_path: Path) -> None:
     for ref, message in [("nothing", "is not MODULE:CALLABLE"), (f"{NETS}:missing", "has no callable 'missing'"),
                          ("no_such_module_xyz:build", "cannot be imported: ModuleNotFoundError"),

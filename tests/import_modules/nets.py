@@ -114,3 +114,15 @@ def shared():
 
 def spectral():
     return WithSpectral()
+
+
+class DataDependent(nn.Module):
+    """Python control flow on a tensor's values: fx cannot trace it."""
+
+    def forward(self, x):
+        return x.relu() if x.sum() > 0 else x.sigmoid()
+
+
+class TwoOutputs(nn.Module):
+    def forward(self, x):
+        return x.relu(), x.sigmoid()
