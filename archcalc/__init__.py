@@ -14,6 +14,10 @@ from archcalc.spec import (
     Dropout, Flatten, Gate, Hardsigmoid, Hardswish, Identity, LayerScale, Linear, LocalResponseNorm, MaxPool2d, Model,
     Node, ReLU, ReLU6, Repeat, Residual, Sequential, Sigmoid, SiLU, Softmax, StochasticDepth, Tanh, Unknown,
 )
+from archcalc.spec import (
+    ClassToken, LayerNorm, MeanTokens, MultiheadAttention, PatchMerge, Permute, PositionEmbedding, SelectToken,
+    ShiftedWindowAttention, ShiftedWindowAttentionV2, Tokens,
+)
 
 __version__ = "0.1.0"
 
@@ -65,4 +69,6 @@ __all__ = [
     "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",
     "ReLU6", "Hardswish", "Hardsigmoid", "SiLU", "GELU", "Identity", "StochasticDepth", "LayerScale",
     "ChannelShuffle", "Chunk", "Unknown", "Sequential", "Concat", "Residual", "Gate", "Repeat", "Auxiliary", "__version__",
+    "Permute", "LayerNorm", "Tokens", "ClassToken", "PositionEmbedding", "SelectToken", "MeanTokens",
+    "MultiheadAttention", "ShiftedWindowAttention", "ShiftedWindowAttentionV2", "PatchMerge",
 ]

@@ -11,19 +11,24 @@ from typing import Callable, Optional, Union, cast
 
 from archcalc.errors import SpecError, shown
 from archcalc.expressions import BlockInput
-from archcalc.ops import GLOBAL, HANDLERS, ChannelsLast, Window, describe
-from archcalc.ops.common import channels
+from archcalc.ops import GLOBAL, HANDLERS, PER_FORWARD, ChannelsLast, Window, describe
+from archcalc.ops.common import channels, subpixel
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import (
-    MAX_SIZE, Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, Node, Repeat, Residual, Sequential, resolved,
-    spell_parts, too_big, valid_input,
+    MAX_SIZE, Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, MultiheadAttention, Node, Repeat, Residual,
+    Sequential, ShiftedWindowAttention, resolved, spell_parts, too_big, valid_input,
 )
 
 # Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
 # took an eighth of a GoogLeNet's analysis (py-spy).
 _new = tuple.__new__
-WEIGHT_LAYERS = (Conv2d, Linear)  # what "depth" counts, as in "VGG-16" and "ResNet-152"
+# what "depth" counts, as in "VGG-16" and "ResNet-152"; an attention layer counts as one
+WEIGHT_LAYERS = (Conv2d, Linear, MultiheadAttention, ShiftedWindowAttention)
 MAX_LAYERS = 100_000  # layers repeats may visit; a spec beyond this is a mistake, and would take long to print
+# The largest cumulative stride (input pixels between neighbouring outputs): past it a path's strides
+# multiply into integers of thousands of digits (each row keeps its own), and the receptive field
+# stays below about 1e45 pixels (100,000 layers, kernels up to 2**31)
+MAX_STRIDE = 10**30
 
 
 # The tensor flowing between layers (one sample), and its receptive field, as a plain tuple (one is
@@ -106,7 +111,7 @@ class _Walker:
         self.groups: list[Group | None] = []  # in walk order: a composite before what it holds
         # repeat copies and shared blocks share layer objects: work out each (layer, input shape)
         # once per analysis, and name each shared layer list once
-        self.steps: dict[tuple[int, tuple[int, ...]], Step] = {}
+        self.steps: dict[tuple[int, tuple[int, ...], type], Step] = {}
         self.keys: dict[int, list[str]] = {}
         self.repeated = 0  # layers the outermost repeats visit, all told
         self.repeating = False
@@ -137,7 +142,7 @@ class _Walker:
                 if layer.deferred:  # reads in_channels: this place's values
                     layer = self.resolved(layer)
                 path = prefix if keys is None else prefix + (keys[i],)
-                key = (id(layer), shape)
+                key = (id(layer), shape, shape.__class__)  # the class: a channels-last map equals its tuple
                 step = steps.get(key)
                 if step is None:
                     visit = _COMPOSITES.get(layer.__class__)
@@ -162,6 +167,11 @@ class _Walker:
                         rf = (rf[0] + widen[0] * jump[0], rf[1] + widen[1] * jump[1])
                         if widen[2] != 1 or widen[3] != 1:
                             jump = (jump[0] * widen[2], jump[1] * widen[3])
+                            if jump[0] > MAX_STRIDE or jump[1] > MAX_STRIDE:
+                                raise SpecError(f"the cumulative stride exceeds {MAX_STRIDE:.0e} input pixels "
+                                                "(strides multiply along a path)")
+                            if jump[0].__class__ is not int or jump[1].__class__ is not int:
+                                jump = (_subpixel(jump[0]), _subpixel(jump[1]))
                 rows.append(_new(Row, (path,) + fields[trainable] + (rf, jump)))
                 if new_grid is not None:
                     grid = new_grid
@@ -193,6 +203,9 @@ class _Walker:
                 window = None
         op, description, given, made = layer.OP, describe(layer), (n, *shape), (n, *output)
         macs, fvcore, activations = n * macs, n * fvcore, n * math.prod(output)
+        once = PER_FORWARD.get(layer.__class__)
+        if once is not None:
+            macs, fvcore = macs + once(layer), fvcore + once(layer)
         frozen = (op, description, given, made, params, 0, macs, fvcore, 2 * macs, activations)
         trained = (op, description, given, made, params, params, macs, fvcore, 2 * macs, activations) \
             if layer.trainable else frozen
@@ -300,6 +313,11 @@ def _merge(states: list[State], shape: tuple[int, ...]) -> State:
     jump = (max(s[2][0] for s in states), max(s[2][1] for s in states))
     grid = map_grid(shape) or (max(s[3][0] for s in states), max(s[3][1] for s in states))
     return (shape, rf, jump, grid, max(s[4] for s in states))
+
+
+def _subpixel(value):
+    """A fractional jump kept to multiples of 1/SUBPIXEL (rounded up), so that its denominator cannot grow."""
+    return subpixel(value) if value.__class__ is not int else value
 
 
 def _ceil(pair: tuple) -> tuple[int, int]:

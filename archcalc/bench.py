@@ -12,8 +12,10 @@ What is timed, per case (model, input size, batch):
 - fvcore: `FlopCountAnalysis(net, x).total()` (it traces the network with torch.jit).
 - flopcounter: one forward under `torch.utils.flop_counter.FlopCounterMode`.
 - forward: one plain forward pass under `torch.inference_mode()`.
-The three torch tools run under eval mode on a module from `torchbuild.build_module`
-(weights zeroed: `init=False`, the values do not change the timings of dense kernels).
+The three torch tools run under eval mode on torchvision's own module for a built-in that is
+torchvision's model (its `published: torchvision` builder), when torchvision is installed, and on
+a module from `torchbuild.build_module` otherwise (weights zeroed: `init=False`, the values do not
+change the timings of dense kernels).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from archcalc.analysis import run
 from archcalc.errors import INSTALL_ORACLES
 from archcalc.result import Result
 
-MODELS = ("alexnet-torchvision", "vgg16", "googlenet-torchvision", "resnet50", "resnet152")
+# one model of every family, the classics first (their ratios have history in the README)
+MODELS = ("alexnet-torchvision", "vgg16", "googlenet-torchvision", "resnet50", "resnet152", "mobilenet-v3-large",
+          "efficientnet-b0", "shufflenet-v2-x1-0", "convnext-tiny", "vit-b-16", "swin-t")
 SIZES = (224, 512, 1024)
 BATCHES = (1, 32)
 DEPTH_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -491,6 +495,24 @@ def _interleaved(
     return {tool: Timing(tuple(t)) for tool, t in times.items()}, Timing(tuple(base))
 
 
+def reference_module(model: str, input: tuple[int, int, int]):
+    """torchvision's own module for a built-in that is torchvision's model, when torchvision is installed
+    (the tools are timed on the real network); None otherwise, and the spec's torch build is timed."""
+    builder = registry.load(model).published.get("torchvision")
+    if builder is None:
+        return None
+    try:
+        from archcalc.torchvision_check import BUILDER_KWARGS, import_torchvision
+
+        models = import_torchvision()
+    except ImportError:
+        return None
+    kwargs = dict(BUILDER_KWARGS.get(builder, {}))
+    if builder.startswith("vit_"):  # its position embedding is sized for the input
+        kwargs["image_size"] = input[1]
+    return getattr(models, builder)(**kwargs).eval()
+
+
 def time_tools(
     results: Sequence[CaseResult],
     settings: Settings,
@@ -518,7 +540,7 @@ def time_tools(
                 progress(f"skip {r.case.label}: {reason}")
                 continue
             c = r.case
-            net = build_module(c.model, input=c.input, init=False).eval()
+            net = reference_module(c.model, c.input) or build_module(c.model, input=c.input, init=False).eval()
             x = torch.zeros((c.batch, *c.input))
             runners = tool_runners(net, x)
             if c.model not in warmed:  # the model's smallest case comes first

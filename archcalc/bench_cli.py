@@ -65,8 +65,9 @@ def bench(
         "--full", help="Every case that fits in memory, up to 7 runs each: an hour or more on two cores.")] = False,
     models: Annotated[ListOption, typer.Option(
         "--model", "-m", metavar="NAME[,NAME]", show_default=False,
-        help="Models to time (repeatable); default: alexnet-torchvision, vgg16, googlenet-torchvision, "
-        "resnet50, resnet152.")] = None,
+        help="Models to time (repeatable); default: one of every family (alexnet-torchvision, vgg16, "
+        "googlenet-torchvision, resnet50, resnet152, mobilenet-v3-large, efficientnet-b0, shufflenet-v2-x1-0, "
+        "convnext-tiny, vit-b-16, swin-t).")] = None,
     sizes: Annotated[ListOption, typer.Option(
         "--size", metavar="PX[,PX]", show_default=False, help="Input sizes (H = W); default: 224, 512, 1024.")] = None,
     batches: Annotated[ListOption, typer.Option(

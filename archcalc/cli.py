@@ -237,6 +237,8 @@ def main() -> None:
             status = app(prog_name="archcalc", standalone_mode=False)
             sys.stdout.flush()  # here, not at exit: a full disk is then one line too
         except ClickException as err:
+            if not err.format_message().strip():  # no arguments: the help was printed instead
+                sys.exit(err.exit_code)
             ctx = getattr(err, "ctx", None)  # a usage error's command
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
             fail(f"{err.format_message()}{hint}")

@@ -25,7 +25,7 @@ from archcalc.analysis import run
 from archcalc.errors import INSTALL_ORACLES
 from archcalc.registry import SpecLike, list_models, load
 from archcalc.result import CONVENTIONS, Result, Row
-from archcalc.torchbuild import Network, build_module
+from archcalc.torchbuild import Network, build_module, is_leaf, layer_modules
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -303,7 +303,7 @@ def _compare_row(row: Row, module: nn.Module | None, shapes, fv: Mapping[str, in
             name, row.op, row.description, row.output_shape, None, row.params, None, row.trainable_params, None,
             row.fvcore_flops, None, row.torch_flops, None, mismatches=("module",),
         )
-    leaf = not module._modules
+    leaf = is_leaf(module)
     own = list(module.parameters(recurse=False)) if not leaf else list(module.parameters())
     params = sum(p.numel() for p in own)
     trainable = sum(p.numel() for p in own if p.requires_grad)
@@ -372,7 +372,7 @@ def check_module(
         seen.update(f"{w.category.__name__}: {_first_line(w.message)}" for w in caught)
     finally:
         net.train(was_training)
-    modules = dict(net.named_modules())
+    modules = layer_modules(net)
     # an auxiliary's layers do not run at inference: their shapes are the calculator's alone
     idle = {i for g in result.groups if g.kind == "auxiliary" for i in range(g.start, g.stop)}
     for i in idle:
@@ -380,7 +380,7 @@ def check_module(
     layers = tuple(_compare_row(row, modules.get(row.name), shapes, fv, tf) for row in result.rows)
     problems = []
     covered = set(names)
-    stray = [n for n, m in modules.items() if n and not m._modules and n not in covered]
+    stray = [n for n, m in modules.items() if n and is_leaf(m) and n not in covered]
     if stray:
         problems.append(f"modules without a calculator row: {', '.join(stray[:5])}")
     gap_fvcore = sum(layer.fvcore_flops for layer in layers if layer.gaps)

@@ -8,12 +8,12 @@ from typing import Any, NamedTuple
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
 
 CONVENTIONS = {
-    "macs": "multiply-accumulates of conv2d and linear; bias adds not counted (torchvision's 'GFLOPS', the ResNet paper)",
+    "macs": "multiply-accumulates of conv2d, linear and attention's matmuls (projections, QK^T, AV); bias adds not counted (torchvision's 'GFLOPS', the ResNet paper)",
     "flops": "2 x MACs (torch.utils.flop_counter)",
-    "fvcore_flops": "fvcore FlopCountAnalysis: 1 per conv/linear MAC, + batchnorm (2/elem; 5 without running stats) and adaptive avg pool (1/input elem)",
-    "torch_flops": "torch FlopCounterMode: 2 x MACs of conv/linear only",
+    "fvcore_flops": "fvcore FlopCountAnalysis: 1 per conv/linear/matmul MAC, + batchnorm (2/elem; 5 without running stats), layernorm (5/elem; 4 without affine) and adaptive avg pool (1/input elem)",
+    "torch_flops": "torch FlopCounterMode: 2 x MACs of conv/linear/matmul only",
     "activations": "elements of every layer's output (joins included), summed over the batch",
-    "depth": "conv and linear layers on the longest path (VGG-16: 16, ResNet-152: 152, GoogLeNet: 22)",
+    "depth": "conv, linear and attention layers on the longest path (VGG-16: 16, ResNet-152: 152, GoogLeNet: 22)",
     "receptive_field": "input pixels one output element can see, per axis, through the widest path; padding counts",
 }
 

@@ -109,6 +109,10 @@ _CHECKS = {
     "prob": (lambda v: _is_number(v) and 0 <= v <= 1, "a number between 0 and 1"),
     "pos_number": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "number": (_is_number, "a number"),
+    "dims": (
+        lambda v: isinstance(v, (tuple, list)) and 0 < len(v) <= 8 and all(_is_int(d) for d in v),
+        "a list of dimension indices, e.g. [0, 2, 3, 1]",
+    ),
     "nonneg_int": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
     "text": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
     "shape": (lambda v: isinstance(v, (list, tuple)) and 1 <= len(v) <= 8 and all(_is_int(d) and d >= 1 for d in v),
@@ -410,6 +414,106 @@ class Chunk(Node):
     OP: ClassVar[str] = "chunk"
     chunks: int = arg("pos_int", required=True)
     index: int = arg("nonneg_int", required=True)
+# ---- tokens, channels-last maps and attention ---------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Permute(Node):
+    """torch.permute with the batch at dim 0: [0, 2, 3, 1] to channels last, [0, 3, 1, 2] back."""
+
+    OP: ClassVar[str] = "permute"
+    dims: tuple[int, ...] = arg("dims", required=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerNorm(Node):
+    """Normalizes over the channels: C of a map in either layout, D of tokens, F of a vector."""
+
+    OP: ClassVar[str] = "layernorm"
+    eps: float = arg("pos_number", 1e-5)
+    elementwise_affine: bool = arg("bool", True)
+    bias: bool = arg("bool", True)
+    normalized_shape: int | None = arg("opt_pos_int", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tokens(Node):
+    """C x H x W -> H*W tokens of width C (x.flatten(2).transpose(1, 2), as ViT's patch embedding)."""
+
+    OP: ClassVar[str] = "tokens"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassToken(Node):
+    """A learned token prepended to the sequence (ViT's class_token)."""
+
+    OP: ClassVar[str] = "classtoken"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PositionEmbedding(Node):
+    """A learned N x D embedding added to the tokens (ViT's pos_embedding)."""
+
+    OP: ClassVar[str] = "positionembedding"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelectToken(Node):
+    """One token's features, x[:, index] (ViT's class token)."""
+
+    OP: ClassVar[str] = "selecttoken"
+    index: int = arg("int", 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeanTokens(Node):
+    """The mean of the tokens, x.mean(dim=1)."""
+
+    OP: ClassVar[str] = "meantokens"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultiheadAttention(Node):
+    """Self-attention over tokens, torch.nn.MultiheadAttention(batch_first=True)'s parameters."""
+
+    OP: ClassVar[str] = "multiheadattention"
+    num_heads: int = arg("pos_int", required=True)
+    dropout: float = arg("prob", 0.0)
+    bias: bool = arg("bool", True)
+    embed_dim: int | None = arg("opt_pos_int", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShiftedWindowAttention(Node):
+    """Swin's window attention on a channels-last map, torchvision's ShiftedWindowAttention: the map
+    padded to whole windows, cyclically shifted, attention within each window with a learned
+    relative position bias table, shifted back and cropped."""
+
+    OP: ClassVar[str] = "shiftedwindowattention"
+    window_size: IntPair = arg("pos_pair", required=True)
+    num_heads: int = arg("pos_int", required=True)
+    shift_size: IntPair = arg("nonneg_pair", 0)
+    qkv_bias: bool = arg("bool", True)
+    proj_bias: bool = arg("bool", True)
+    attention_dropout: float = arg("prob", 0.0)
+    dropout: float = arg("prob", 0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShiftedWindowAttentionV2(ShiftedWindowAttention):
+    """Swin V2's: cosine attention with a learned logit scale per head, and a position bias made by
+    a small MLP (2 -> 512 -> heads) from log-spaced relative coordinates instead of a table."""
+
+    OP: ClassVar[str] = "shiftedwindowattentionv2"
+    pretrained_window_size: IntPair = arg("nonneg_pair", 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchMerge(Node):
+    """Swin's patch merging before its norm and linear: each 2 x 2 patch of a channels-last map
+    concatenated on channels (H x W x C -> ceil(H/2) x ceil(W/2) x 4C, odd sides zero-padded)."""
+
+    OP: ClassVar[str] = "patchmerge"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -491,7 +595,8 @@ LEAF_OPS: dict[str, type[Node]] = {
         Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Linear, BatchNorm2d, LocalResponseNorm,
         ReLU, Sigmoid, Tanh, Softmax, Dropout, Flatten, ChannelPad,
         ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Identity, StochasticDepth, LayerScale, ChannelShuffle, Chunk,
-        Unknown,
+        Permute, LayerNorm, Tokens, ClassToken, PositionEmbedding, SelectToken, MeanTokens, MultiheadAttention,
+        ShiftedWindowAttention, ShiftedWindowAttentionV2, PatchMerge, Unknown,
     )
 }
 

@@ -24,10 +24,10 @@ LAYER_COLUMNS = (
 def briefly(*terms: str) -> str:
     """The counting conventions a table uses, in one line under it; --explain-columns has the long version."""
     said = {
-        "MACs": "MACs: multiply-accumulates of conv2d and linear (no bias adds)",
+        "MACs": "MACs: multiply-accumulates of conv2d, linear and attention's matmuls (no bias adds)",
         "FLOPs": "FLOPs = 2 x MACs",
         "RF": "RF: receptive field",
-        "depth": "depth: conv and linear layers on the longest path",
+        "depth": "depth: conv, linear and attention layers on the longest path",
     }
     return "; ".join([*(said[t] for t in terms), "--explain-columns says more"])
 
@@ -36,13 +36,17 @@ def briefly(*terms: str) -> str:
 EXPLAINED_COLUMNS = (
     ("output", "the layer's output shape, batch first (N x C x H x W for a feature map, N x F flat)"),
     ("params", "weights and biases (batch norm: its scale and shift; running statistics are buffers, not counted)"),
-    ("MACs", "multiply-accumulates of conv2d and linear; bias adds not counted. This is what torchvision's \"GFLOPS\" "
-             "column and the ResNet paper's \"FLOPs\" count."),
+    ("MACs", "multiply-accumulates of conv2d, linear and attention's matmuls (the Q, K, V and output projections, "
+             "and Q K^T and attention x V); bias adds not counted. This is what torchvision's \"GFLOPS\" column and the "
+             "ResNet paper's \"FLOPs\" count (ViT-B/16: 17.564, only with the attention matmuls)."),
     ("FLOPs", "2 x MACs, the convention of torch.utils.flop_counter"),
-    ("fvcore", "what fvcore's FlopCountAnalysis reports: one flop per fused multiply-add of conv/linear, plus batch "
-               "norm (2 per element, eval mode) and adaptive average pooling (1 per input element); activations, the "
-               "multiplies of gates and layer scales, chunks and shuffles count 0 (fvcore has no handle for them)"),
-    ("FlopCounterMode", "what torch's FlopCounterMode reports: 2 x MACs of conv/linear (matmul) only"),
+    ("fvcore", "what fvcore's FlopCountAnalysis reports: one flop per fused multiply-add of conv/linear/matmul, plus "
+               "batch norm (2 per element, eval mode), layer norm (5 per element, 4 without affine) and adaptive average "
+               "pooling (1 per input element); activations, softmax, the multiplies of gates and layer scales, chunks "
+               "and shuffles count 0 (fvcore has no handle for them)"),
+    ("FlopCounterMode", "what torch's FlopCounterMode reports on archcalc's modules: 2 x MACs of conv/linear/matmul "
+                        "only (attention is built from explicit matmuls; on torch's own nn.MultiheadAttention it misses "
+                        "them, see docs/oracles.md)"),
     ("activations", "elements of every layer's output (concat, residual and gate joins included), summed over the "
                     "batch"),
     ("act. bytes", "activations x the size of the element type (--dtype)"),
@@ -51,8 +55,10 @@ EXPLAINED_COLUMNS = (
                 "field and the largest cumulative stride of its branches (a 7x1 branch beside a 3x3 one sees 7x3). Exact "
                 "for conv and pooling windows; through an adaptive pool whose bins are uneven it is an upper bound (an "
                 "upsampling pool steps by a fraction of a pixel; rows round up); tests/test_receptive_field.py checks "
-                "it against a brute-force reach of every output position"),
-    ("depth", "conv and linear layers on the longest path: 16 for VGG-16, 22 for GoogLeNet, 152 for ResNet-152"),
+                "it against a brute-force reach of every output position. Attention sees the whole input; a window "
+                "attention widens it like a window x window kernel"),
+    ("depth", "conv, linear and attention layers on the longest path: 16 for VGG-16, 22 for GoogLeNet, 152 for "
+              "ResNet-152"),
 )
 
 

@@ -190,6 +190,113 @@ def channelpad(draw, shape, names):
     return _layer("channelpad", {"out_channels": out}, draw, names), (out, *shape[1:])
 
 
+def layernorm(draw, shape, names):
+    args = {}
+    if draw(st.integers(0, 3)) == 0:
+        args["elementwise_affine"] = False
+    elif draw(st.integers(0, 3)) == 0:
+        args["bias"] = False
+    if draw(st.booleans()):
+        args["eps"] = 1e-6
+    return _layer("layernorm", args, draw, names), shape
+
+
+# ---- tokens (N x D) and channels-last maps (H x W x C): shapes as plain tuples, tagged -------
+
+
+def _heads(draw, width: int) -> int:
+    return draw(st.sampled_from(_divisors(width)))
+
+
+def token_layer(draw, shape, names):
+    """A layer on N x D tokens that keeps them tokens."""
+    n, d = shape
+    kind = draw(st.sampled_from(["norm", "linear", "attention", "activation", "residual"]))
+    if kind == "norm":
+        return layernorm(draw, shape, names)
+    if kind == "linear":
+        out = draw(st.integers(1, MAX_CHANNELS))
+        return _layer("linear", {"out_features": out, "bias": draw(st.booleans())}, draw, names), (n, out)
+    if kind == "attention":
+        args = {"num_heads": _heads(draw, d)}
+        if draw(st.booleans()):
+            args["bias"] = False
+        return _layer("multiheadattention", args, draw, names), shape
+    if kind == "activation":
+        return activation(draw, shape, names)
+    inner = list(NAMES)  # a pre-norm transformer half-block: x + f(norm(x))
+    body = [layernorm(draw, shape, inner)[0],
+            _layer("multiheadattention", {"num_heads": _heads(draw, d)}, draw, inner) if draw(st.booleans())
+            else _layer("linear", {"out_features": d}, draw, inner)]
+    return _layer("residual", {"body": body}, draw, names), shape
+
+
+def tokens_tail(draw, shape, names):
+    """ViT-like: a map read as tokens, a class token and position embedding, token layers, then one
+    token or their mean as a vector."""
+    c, h, w = shape
+    items = [_layer("tokens", None, draw, names)]
+    shape = (h * w, c)
+    if draw(st.booleans()):
+        items.append(_layer("classtoken", None, draw, names))
+        shape = (shape[0] + 1, c)
+    if draw(st.booleans()):
+        items.append(_layer("positionembedding", None, draw, names))
+    for _ in range(draw(st.integers(1, 3))):
+        item, shape = token_layer(draw, shape, names)
+        items.append(item)
+    if draw(st.booleans()):
+        items.append(_layer("meantokens", None, draw, names))
+    else:
+        items.append(_layer("selecttoken", {"index": draw(st.integers(-shape[0], shape[0] - 1))}, draw, names))
+    return items, (shape[1],)
+
+
+def window_attention(draw, shape, names):
+    h, w, c = shape
+    window = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    shift = (draw(st.integers(0, window[0] - 1)), draw(st.integers(0, window[1] - 1)))
+    args = {"window_size": _hw(*window), "num_heads": _heads(draw, c)}
+    if any(shift):
+        args["shift_size"] = _hw(*shift)
+    if draw(st.integers(0, 3)) == 0:
+        args["qkv_bias"] = False
+    op = draw(st.sampled_from(["shiftedwindowattention", "shiftedwindowattentionv2"]))
+    if op.endswith("v2") and draw(st.booleans()):
+        args["pretrained_window_size"] = draw(st.integers(2, 8))
+    return _layer(op, args, draw, names), shape
+
+
+def channels_last_layer(draw, shape, names):
+    h, w, c = shape
+    kind = draw(st.sampled_from(["norm", "linear", "window", "merge", "residual"]))
+    if kind == "norm":
+        return layernorm(draw, shape, names)
+    if kind == "linear":
+        out = draw(st.integers(1, MAX_CHANNELS))
+        return _layer("linear", {"out_features": out, "bias": draw(st.booleans())}, draw, names), (h, w, out)
+    if kind == "window":
+        return window_attention(draw, shape, names)
+    if kind == "merge":
+        return _layer("patchmerge", None, draw, names), ((h + 1) // 2, (w + 1) // 2, 4 * c)
+    inner = list(NAMES)  # a Swin half-block: x + attn(norm(x))
+    body = [layernorm(draw, shape, inner)[0], window_attention(draw, shape, inner)[0]]
+    return _layer("residual", {"body": body}, draw, names), shape
+
+
+def channels_last_run(draw, shape, names):
+    """Swin-like: to channels last, 1-3 layers there, back to channels first."""
+    c, h, w = shape
+    items = [_layer("permute", {"dims": [0, 2, 3, 1]}, draw, names)]
+    shape = (h, w, c)
+    for _ in range(draw(st.integers(1, 3))):
+        item, shape = channels_last_layer(draw, shape, names)
+        items.append(item)
+    items.append(_layer("permute", {"dims": [0, 3, 1, 2]}, draw, names))
+    h, w, c = shape
+    return _layer("sequential", items, draw, names), (c, h, w)
+
+
 # ---- composites ---------------------------------------------------------------------------
 
 
@@ -301,7 +408,8 @@ def sequential(draw, shape, parent_names, depth: int):
 def chain(draw, shape, names: list[str], depth: int, count: int):
     items = []
     for _ in range(count):
-        leaves = [conv_any, conv_any, pool_any, adaptive, batchnorm, activation, lrn, channelpad, channelshuffle, chunk]
+        leaves = [conv_any, conv_any, pool_any, adaptive, batchnorm, activation, lrn, channelpad, channelshuffle, chunk,
+                  layernorm, channels_last_run, channels_last_run]
         composites = [residual, concat, repeat, sequential, gate, shuffle_unit] if depth > 0 else []
         if composites and draw(st.integers(0, 2)) == 0:
             item, shape = draw(st.sampled_from(composites))(draw, shape, names, depth)
@@ -336,7 +444,12 @@ def valid_specs(draw) -> dict:
         return {"name": "random-mlp", "input": [features], "layers": head(draw, features, names)}
     shape = (draw(st.integers(1, 6)), draw(st.integers(1, 20)), draw(st.integers(1, 20)))
     layers, out = chain(draw, shape, names, draw(st.integers(0, 2)), draw(st.integers(1, 5)))
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)) == 0:
+        items, out = tokens_tail(draw, out, names)
+        layers += items
+        if draw(st.booleans()):
+            layers += head(draw, out[0], names)
+    elif draw(st.booleans()):
         layers.append(_layer("flatten", None, draw, names))
         layers += head(draw, math.prod(out), names)
     return {"name": "random", "input": list(shape), "layers": layers}

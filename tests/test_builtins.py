@@ -17,6 +17,8 @@ def test_registry_lists_every_family():
         *(f"vgg{n}{bn}" for n in (11, 13, 16, 19) for bn in ("", "-bn")),
         "mobilenet-v3-large", "mobilenet-v3-small", "efficientnet-b0",
         *(f"shufflenet-v2-x{w}" for w in ("0-5", "1-0", "1-5", "2-0")),
+        "vit-b-16", "vit-b-32", "vit-l-16", "vit-l-32", "vit-h-14", "swin-t", "swin-s", "swin-b",
+        "swin-v2-t", "swin-v2-s", "swin-v2-b", "convnext-tiny", "convnext-small", "convnext-base", "convnext-large",
     }
     assert expected <= set(MODELS)
 
@@ -202,3 +204,51 @@ def test_groups_come_in_walk_order() -> None:
     for name in archcalc.list_models():
         groups = archcalc.analyze(name).groups
         assert list(groups) == sorted(groups, key=lambda g: (g.start, len(g.path))), name
+
+
+# torchvision 0.28's model code publishes `num_params` and `_ops` (GFLOPS: multiply-adds,
+# attention's matmuls included) to three decimals in each weights' meta, at `min_size`
+# (torchvision/models/{vision_transformer,swin_transformer,convnext}.py). Swin-V2-T's is
+# written 5.94 there (5.940). The position embedding follows the input, so ViT's SWAG
+# weights at 384 / 512 / 518 are the same specs at those sizes.
+TORCHVISION_3 = {
+    ("vit-b-16", 224): (86_567_656, 17.564),
+    ("vit-b-16", 384): (86_859_496, 55.484),
+    ("vit-b-32", 224): (88_224_232, 4.409),
+    ("vit-l-16", 224): (304_326_632, 61.555),
+    ("vit-l-16", 512): (305_174_504, 361.986),
+    ("vit-l-32", 224): (306_535_400, 15.378),
+    ("vit-h-14", 224): (632_045_800, 167.295),
+    ("vit-h-14", 518): (633_470_440, 1016.717),
+    ("swin-t", 224): (28_288_354, 4.491),
+    ("swin-s", 224): (49_606_258, 8.741),
+    ("swin-b", 224): (87_768_224, 15.431),
+    ("swin-v2-t", 256): (28_351_570, 5.940),
+    ("swin-v2-s", 256): (49_737_442, 11.546),
+    ("swin-v2-b", 256): (87_930_848, 20.325),
+    ("convnext-tiny", 224): (28_589_128, 4.456),
+    ("convnext-small", 224): (50_223_688, 8.684),
+    ("convnext-base", 224): (88_591_464, 15.355),
+    ("convnext-large", 224): (197_767_336, 34.361),
+}
+
+
+@pytest.mark.parametrize("name, size", sorted(TORCHVISION_3))
+def test_torchvision_published_totals_to_three_decimals(name, size):
+    params, gmacs = TORCHVISION_3[name, size]
+    total = archcalc.analyze(name, input=(3, size, size)).total
+    assert total.params == params
+    assert round(total.macs / 1e9, 3) == gmacs
+
+
+def test_attention_matmuls_make_vit_and_swin_published_gflops():
+    # torchvision's 17.564 for ViT-B/16 counts Q K^T and A V (12 x 2 x 197^2 x 768); without them 16.849
+    rows = archcalc.analyze("vit-b-16").rows
+    attention = [row for row in rows if row.op == "multiheadattention"]
+    matmuls = 12 * 2 * 197 * 197 * 768
+    assert sum(row.macs for row in attention) == 12 * 4 * 197 * 768 * 768 + matmuls
+    assert round((sum(row.macs for row in rows) - matmuls) / 1e9, 3) == 16.849
+    # Swin-T's 4.491: Q K^T and A V in 7 x 7 windows, none padded at 224 (4.350 without them)
+    swin = archcalc.analyze("swin-t").total
+    window_matmuls = 2 * 49 * (2 * 56 * 56 * 96 + 2 * 28 * 28 * 192 + 6 * 14 * 14 * 384 + 2 * 7 * 7 * 768)
+    assert round((swin.macs - window_matmuls) / 1e9, 3) == 4.350

@@ -60,7 +60,7 @@ def test_python_spec_errors_name_the_layer_path() -> None:
         input=(3, 32, 32),
         layers=[archcalc.Sequential(layers=[archcalc.Conv2d(out_channels=8, kernel_size=3), archcalc.Linear(out_features=10)])],
     )
-    with pytest.raises(SpecError, match=r"^layers\[0\]\.sequential\[1\] \(linear\): linear needs a flat input"):
+    with pytest.raises(SpecError, match=r"^layers\[0\]\.sequential\[1\] \(linear\): linear acts on the last dim"):
         archcalc.analyze(model)
 
 

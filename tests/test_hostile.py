@@ -366,7 +366,7 @@ def test_check_sees_another_models_chart_relabelled_with_another_version(tmp_pat
 
 
 def test_the_readme_states_the_limits_the_code_applies() -> None:
-    from archcalc.analysis import MAX_LAYERS
+    from archcalc.analysis import MAX_LAYERS, MAX_STRIDE
     from archcalc.spec import MAX_SIZE
     from archcalc.templates import MAX_NESTING, MAX_SPEC_NODES
     from archcalc.yamlfile import MAX_FILE_BYTES, MAX_MERGED
@@ -375,5 +375,22 @@ def test_the_readme_states_the_limits_the_code_applies() -> None:
     limits = readme.split("**Limits.**", 1)[1].split("\n\n", 2)[1]  # the table after the sentence
     for figure in (f"{MAX_FILE_BYTES // 2**10} KiB", f"{MAX_SIZE:,}", f"{sys.get_int_max_str_digits():,} digits",
                    f"| {MAX_SPEC_NODES:,} (repeats", f"| {MAX_LAYERS:,} |", f"| {MAX_NESTING} |",
-                   f"| {MAX_SPEC_NODES:,} items |", f"in one file | {MAX_MERGED:,} |"):
+                   f"| {MAX_SPEC_NODES:,} items |", f"in one file | {MAX_MERGED:,} |",
+                   f"| 10^{len(str(MAX_STRIDE)) - 1}, so"):
         assert figure in limits, figure
+
+
+def test_no_arguments_still_prints_the_help(capsys) -> None:
+    code, out, err = run_cli(capsys)
+    assert code == 2 and "Usage" in out + err and "error:" not in err
+
+
+def test_up_and_down_sampling_keeps_numbers_small() -> None:
+    from archcalc import AdaptiveAvgPool2d, Repeat
+
+    cycle = [AdaptiveAvgPool2d(output_size=1999), AdaptiveAvgPool2d(output_size=1000)]  # 1000 -> 1999 -> 1000
+    model = Model(name="cycles", input=(1, 1000, 1000), layers=[Repeat(times=5000, layers=cycle)])
+    started = time.perf_counter()
+    result = archcalc.analyze(model)
+    assert time.perf_counter() - started < 10
+    assert all(v < 10**30 for row in result.rows for v in (*row.receptive_field, *row.stride))

@@ -4,7 +4,9 @@
   asymmetric sizes, pooling with ceil_mode and padding, batch norm, LRN, activations
   (hardswish, silu, gelu ...), stochastic depth, layer scale, channel chunks and shuffles,
   concat, residual, gate (squeeze-and-excitation), ShuffleNet units, repeat, sequential,
-  flatten + linear, on random input sizes): every row's output shape, parameters, fvcore and FlopCounterMode counts agree exactly;
+  flatten + linear, layer norm, channels-last runs with window attention and patch merging,
+  token tails with attention, on random input sizes): every row's output shape, parameters,
+  fvcore and FlopCounterMode counts agree exactly;
 - single conv/pool layers with arbitrary (type-correct) arguments: the calculator accepts
   exactly what torch accepts, with the same output shape;
 - random invalid specs: a located SpecError, never another exception.
@@ -157,6 +159,12 @@ BAD_ARGS = {
     "localresponsenorm": {"size": [0, None], "alpha": ["x"]},
     "dropout": {"p": [1.5, -0.1, "x"]},
     "softmax": {"dim": [0, 2, -7, "x"]},
+    "layernorm": {"eps": [0, "x"], "bias": [1], "normalized_shape": [0, 10_000]},
+    "multiheadattention": {"num_heads": [0, 10_007, None], "embed_dim": [10_000], "dropout": [2]},
+    "shiftedwindowattention": {"window_size": [0, [7, 0]], "num_heads": [0, 10_007], "shift_size": [-1]},
+    "shiftedwindowattentionv2": {"window_size": [0], "num_heads": [10_007], "pretrained_window_size": [-1]},
+    "selecttoken": {"index": [10_000, "x"]},
+    "permute": {"dims": [[0, 1, 3, 2], [], "x", [0, 2, 3, 1, 4]]},
     "channelpad": {"out_channels": [0, "x"]},
 }
 BAD_LAYERS = [
@@ -168,6 +176,8 @@ BAD_LAYERS = [
     {"conv2d": {"out_channels": 4}}, {"conv2d": {"kernel_size": 3}}, {"linear": {}},
     {"conv2d": {"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": "same"}},
     {"conv2d": {"out_channels": 4, "kernel_size": 99}},
+    "classtoken", "tokens", "meantokens", "patchmerge", {"shiftedwindowattention": {"window_size": 2, "num_heads": 1}},
+    {"permute": {"dims": [0, 3, 1, 2]}},
 ]
 BAD_INPUTS = [[0, 3, 3], [3, 3], "x", [3.5, 2, 2], [], None, [3, -1, 4], [True, 2, 2], {"c": 3}]
 

@@ -24,6 +24,8 @@ CASES = [
     ("googlenet-torchvision", (3, 96, 96)),
     ("resnet18", (3, 64, 64)),
     ("resnet50", (3, 64, 64)),
+    ("swin-t", (3, 64, 64)),  # 16 x 16 patches: every stage's windows padded
+    ("convnext-tiny", (3, 64, 64)),
 ]
 
 
@@ -41,6 +43,9 @@ MODERN = [
     ("mobilenet-v3-large", None, {}), ("mobilenet-v3-large", (3, 160, 160), {}),
     ("efficientnet-b0", None, {}), ("efficientnet-b0", (3, 160, 160), {}),
     ("shufflenet-v2-x1-0", None, {}), ("shufflenet-v2-x1-0", (3, 160, 160), {}),
+    ("convnext-tiny", None, {}), ("convnext-tiny", (3, 160, 160), {}),
+    ("vit-b-16", None, {}), ("vit-b-16", (3, 160, 160), {"image_size": 160}),
+    ("swin-t", None, {}), ("swin-t", (3, 160, 160), {}),
 ]
 
 
@@ -49,6 +54,12 @@ def test_modern_builtin_is_torchvisions_function_at_two_sizes(name: str, shape, 
     result = check_identity(name, shape, torchvision_kwargs=kwargs)
     assert result.shape_mismatch is None, result.shape_mismatch
     assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
+
+
+def test_vit_is_torchvisions_function_at_its_image_size() -> None:
+    # the position embedding is sized by the input: torchvision's is built for image_size
+    result = check_identity("vit-b-16", (3, 64, 64), torchvision_kwargs={"image_size": 64})
+    assert result.shape_mismatch is None and result.ok, result
 
 
 def test_weight_mapping_uses_every_tensor_once() -> None:

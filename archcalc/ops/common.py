@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from fractions import Fraction
 from typing import Any, Iterator, NamedTuple
 
 from archcalc.errors import SpecError
@@ -10,6 +11,7 @@ from archcalc.errors import SpecError
 Shape = tuple[int, ...]
 Window = tuple[Any, Any, Any, Any]  # effective kernel h, w and stride h, w: ints (Fractions after upsampling)
 GLOBAL = "global"  # every output element sees every input position
+SUBPIXEL = 2**16  # fractional receptive-field steps (upsampling adaptive pools) are multiples of 1/SUBPIXEL
 # Costs are made with tuple.__new__, every field given: a named tuple's own __new__ is Python code,
 # and with keywords took a third of a batch norm's handler.
 new = tuple.__new__
@@ -118,6 +120,12 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
     if _record is not None:
         _record.append(Axis(size, kernel, stride, padding, dilation, ceil_mode, out, dropped))
     return out
+
+
+def subpixel(value: Fraction) -> Fraction:
+    """`value` rounded up to a multiple of 1/SUBPIXEL: the receptive field stays an upper bound, and
+    fractions multiplied along a path of upsampling pools keep a small denominator."""
+    return Fraction(-(-value.numerator * SUBPIXEL // value.denominator), SUBPIXEL)
 
 
 def describe_shape(shape: Shape) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from archcalc.ops.common import Cost, Line, check_in, new, spatial, times
-from archcalc.spec import BatchNorm2d, LocalResponseNorm
+import math
+
+from archcalc.ops.common import Cost, Line, channels, check_in, new, spatial, times
+from archcalc.spec import BatchNorm2d, LayerNorm, LocalResponseNorm
 
 
 def batchnorm2d(layer: BatchNorm2d, shape) -> Cost:
@@ -15,13 +17,22 @@ def batchnorm2d(layer: BatchNorm2d, shape) -> Cost:
     return new(Cost, (shape, 2 * c if layer.affine else 0, 0, c * h * w * per_element, None))
 
 
+def layernorm(layer: LayerNorm, shape) -> Cost:
+    c = channels(shape)
+    check_in(layer.normalized_shape, c, "normalized_shape")
+    affine = layer.elementwise_affine
+    params = (c + (c if layer.bias else 0)) if affine else 0
+    # fvcore's layer_norm handle (norm_flop_counter): 5 per element with a weight, 4 without
+    return new(Cost, (shape, params, 0, math.prod(shape) * (5 if affine else 4), None))
+
+
 def localresponsenorm(layer: LocalResponseNorm, shape) -> Cost:
     spatial(shape, "localresponsenorm")
     return new(Cost, (shape, 0, 0, 0, None))
 
 
 KIND = "norm"  # how `unknown op` errors group these ops
-HANDLERS = {BatchNorm2d: batchnorm2d, LocalResponseNorm: localresponsenorm}
+HANDLERS = {BatchNorm2d: batchnorm2d, LayerNorm: layernorm, LocalResponseNorm: localresponsenorm}
 DESCRIPTIONS = {LocalResponseNorm: lambda layer: f"localresponsenorm size {layer.size}"}
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import Cost, new, spatial
-from archcalc.spec import ChannelPad, Flatten, Unknown
+from archcalc.ops.common import ChannelsLast, Cost, describe_shape, new, spatial
+from archcalc.spec import ChannelPad, Flatten, PatchMerge, Permute, Unknown
 
 
 def flatten(layer: Flatten, shape) -> Cost:
@@ -20,14 +20,44 @@ def channelpad(layer: ChannelPad, shape) -> Cost:
     return new(Cost, ((layer.out_channels, *shape[1:]), 0, 0, 0, None))
 
 
+TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def permute(layer: Permute, shape) -> Cost:
+    dims = tuple(layer.dims)
+    if len(shape) == 3 and dims == TO_CHANNELS_LAST and shape.__class__ is not ChannelsLast:
+        c, h, w = shape
+        return new(Cost, (ChannelsLast((h, w, c)), 0, 0, 0, None))
+    if dims == TO_CHANNELS_FIRST and shape.__class__ is ChannelsLast:
+        h, w, c = shape
+        return new(Cost, ((c, h, w), 0, 0, 0, None))
+    if dims == tuple(range(len(shape) + 1)):
+        return new(Cost, (shape, 0, 0, 0, None))
+    raise SpecError(
+        f"permute {list(dims)} of {describe_shape(shape)} is not supported: archcalc permutes a C x H x W map "
+        "to channels last with [0, 2, 3, 1], and back with [0, 3, 1, 2]"
+    )
+
+
+def patchmerge(layer: PatchMerge, shape) -> Cost:
+    if shape.__class__ is not ChannelsLast:
+        raise SpecError(
+            f"patchmerge needs a channels-last H x W x C map, got {describe_shape(shape)}: "
+            "add a permute [0, 2, 3, 1] before it"
+        )
+    h, w, c = shape
+    return new(Cost, (ChannelsLast((-(-h // 2), -(-w // 2), 4 * c)), 0, 0, 0, (2, 2, 2, 2)))
+
+
 def unknown(layer: Unknown, shape) -> Cost:
     """A placeholder for a call the importer could not map: the traced output shape, no cost counted."""
     return new(Cost, (tuple(layer.output), 0, 0, 0, None))
 
 
 KIND = "reshape"  # how `unknown op` errors group these ops
-HANDLERS = {Flatten: flatten, ChannelPad: channelpad, Unknown: unknown}
+HANDLERS = {Flatten: flatten, ChannelPad: channelpad, Permute: permute, PatchMerge: patchmerge, Unknown: unknown}
 DESCRIPTIONS = {
     ChannelPad: lambda layer: f"channelpad to {layer.out_channels}",
+    Permute: lambda layer: f"permute {list(layer.dims)}",
     Unknown: lambda layer: f"UNKNOWN {layer.what} (not counted)",
 }

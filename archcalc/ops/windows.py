@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from archcalc.errors import SpecError
 from archcalc.ops import common
-from archcalc.ops.common import Bins, Cost, Line, check_in, new, output_size, spatial, times
+from archcalc.ops.common import Bins, Cost, Line, check_in, new, output_size, spatial, subpixel, times
 from archcalc.spec import AdaptiveAvgPool2d, AvgPool2d, Conv2d, IntPair, MaxPool2d, pair
 
 
@@ -72,7 +72,7 @@ def _adaptive_window(size: int, out: int) -> tuple[int | Fraction, int | Fractio
     if out <= size:
         window, step = widest, -(-size // out)
     else:
-        window, step = widest + Fraction(out - math.gcd(size, out), out), Fraction(size, out)
+        window, step = subpixel(widest + Fraction(out - math.gcd(size, out), out)), subpixel(Fraction(size, out))
     if common._record is not None:
         common._record.append(Bins(size, out, window, step))
     return window, step

@@ -1,0 +1,78 @@
+"""Attention: multi-head self-attention over tokens, and Swin's shifted window attention over
+a channels-last map. MACs count the four projections and the two activation-by-activation
+matmuls (Q K^T and attention x V), each of which fvcore counts one per multiply-add."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from archcalc.errors import SpecError
+from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, check_in, describe_shape, new
+from archcalc.ops.tokens import sequence
+from archcalc.spec import MultiheadAttention, ShiftedWindowAttention, ShiftedWindowAttentionV2, pair
+
+CPB_HIDDEN = 512  # Swin V2's continuous position bias MLP: 2 -> 512 -> heads (torchvision)
+
+
+def _heads(width: int, heads: int) -> None:
+    if width % heads:
+        raise SpecError(f"the width {width} is not divisible by num_heads {heads}")
+
+
+def multiheadattention(layer: MultiheadAttention, shape) -> Cost:
+    n, d = sequence(shape, "multiheadattention")
+    check_in(layer.embed_dim, d, "embed_dim")
+    _heads(d, layer.num_heads)
+    params = 4 * d * d + (4 * d if layer.bias else 0)  # packed in_proj (3D x D) and out_proj (D x D)
+    macs = 4 * n * d * d + 2 * n * n * d
+    return new(Cost, (shape, params, macs, macs, GLOBAL))
+
+
+def shiftedwindowattention(layer: ShiftedWindowAttention, shape) -> Cost:
+    if len(shape) != 3 or shape.__class__ is not ChannelsLast:
+        raise SpecError(
+            f"{layer.OP} needs a channels-last H x W x C map, got {describe_shape(shape)}: "
+            "add a permute [0, 2, 3, 1] before it"
+        )
+    h, w, c = shape
+    _heads(c, layer.num_heads)
+    (wh, ww), heads = pair(layer.window_size), layer.num_heads
+    # torchvision pads the map to whole windows, and computes everything at the padded size
+    padded = -(-h // wh) * wh * -(-w // ww) * ww
+    window = wh * ww
+    params = 4 * c * c + (3 * c if layer.qkv_bias else 0) + (c if layer.proj_bias else 0)
+    macs = padded * (4 * c * c + 2 * window * c)
+    if layer.__class__ is ShiftedWindowAttentionV2:
+        bias_mlp = (2 * CPB_HIDDEN + CPB_HIDDEN) + CPB_HIDDEN * heads  # linear 2 -> 512 with bias, 512 -> heads
+        params += heads + bias_mlp  # and a logit scale per head
+    else:
+        params += (2 * wh - 1) * (2 * ww - 1) * heads  # the relative position bias table
+    # a position sees the positions of its window: at most the whole (unpadded) map
+    return new(Cost, (shape, params, macs, macs, (min(wh, h), min(ww, w), 1, 1)))
+
+
+def position_bias_mlp(layer: ShiftedWindowAttentionV2) -> int:
+    """Swin V2's bias MLP runs once per forward on the (2w-1)^2 relative coordinates, whatever the batch."""
+    wh, ww = pair(layer.window_size)
+    return (2 * wh - 1) * (2 * ww - 1) * (2 * CPB_HIDDEN + CPB_HIDDEN * layer.num_heads)
+
+
+def _window(layer: ShiftedWindowAttention) -> str:
+    (wh, ww), (sh, sw) = pair(layer.window_size), pair(layer.shift_size)
+    shift = "" if sh == sw == 0 else f" shift {sh}" if sh == sw else f" shift {sh}x{sw}"
+    return f"{layer.OP} {wh}x{ww}{shift} {layer.num_heads} heads"
+
+
+KIND = "attention"  # how `unknown op` errors group these ops
+HANDLERS = {
+    MultiheadAttention: multiheadattention,
+    ShiftedWindowAttention: shiftedwindowattention,
+    ShiftedWindowAttentionV2: shiftedwindowattention,
+}
+# MACs an op spends once per forward, not per sample (added to the row's MACs and fvcore count)
+PER_FORWARD: dict[type, Callable[[Any], int]] = {ShiftedWindowAttentionV2: position_bias_mlp}
+DESCRIPTIONS = {
+    MultiheadAttention: lambda layer: f"multiheadattention {layer.num_heads} heads",
+    ShiftedWindowAttention: _window,
+    ShiftedWindowAttentionV2: _window,
+}
