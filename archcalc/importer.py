@@ -168,11 +168,48 @@ MODULES: dict[type, Callable[[Any], Layer]] = {
 }
 # layers whose output is shaped like their input: not run when shapes are propagated (batch norm on the
 # meta device runs torch's Python decomposition, 60 ms a layer)
-SHAPE_KEEPING = (nn.BatchNorm2d, nn.LocalResponseNorm, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.Hardswish,
+SHAPE_KEEPING = (nn.BatchNorm2d, nn.LayerNorm, nn.LocalResponseNorm, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.Hardswish,
                  nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.Identity, nn.Softmax, nn.Dropout, nn.ChannelShuffle)
-NAMED_MODULES: dict[str, Callable[[Any], Layer]] = {
+def _layernorm(m: nn.LayerNorm) -> Layer:
+    if len(m.normalized_shape) != 1:
+        raise Unmapped(f"nn.LayerNorm over {len(m.normalized_shape)} dims")
+    args = dict(eps=m.eps, elementwise_affine=m.elementwise_affine, bias=getattr(m, "bias", None) is not None)
+    return {"layernorm": _non_default(m, args, dict(eps=1e-5, elementwise_affine=True, bias=True))}
+
+
+def _attention(m: nn.MultiheadAttention) -> Layer:
+    if not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        raise Unmapped("nn.MultiheadAttention (archcalc's takes batch_first=True, no bias_k/add_zero_attn)")
+    args = dict(num_heads=m.num_heads, dropout=m.dropout, bias=m.in_proj_bias is not None)
+    return {"multiheadattention": _non_default(m, args, dict(dropout=0.0, bias=True))}
+
+
+def _window_attention(m: nn.Module) -> Layer:
+    op = "shiftedwindowattentionv2" if type(m).__name__.endswith("V2") else "shiftedwindowattention"
+    args = dict(window_size=list(m.window_size), num_heads=m.num_heads, shift_size=list(m.shift_size),
+                qkv_bias=m.qkv.bias is not None, proj_bias=m.proj.bias is not None,
+                attention_dropout=m.attention_dropout, dropout=m.dropout)
+    return {op: _non_default(m, args, dict(shift_size=0, qkv_bias=True, proj_bias=True, attention_dropout=0.0,
+                                           dropout=0.0))}
+
+
+def _patch_merging(m: nn.Module) -> list[Layer]:
+    """torchvision's PatchMerging: 2x2 patches to 4C, layer norm, a linear to 2C (V2: the linear, then the norm)."""
+    norm, linear = _layernorm(m.norm), {"linear": {"out_features": m.reduction.out_features, "bias": False}}
+    return [{"patchmerge": {}}, *((linear, norm) if type(m).__name__.endswith("V2") else (norm, linear))]
+
+
+SHAPE_KEEPING_NAMES = ("torchvision.ops.stochastic_depth.StochasticDepth", "torchvision.models.convnext.LayerNorm2d")
+NAMED_MODULES: dict[str, Callable[[Any], Layer | list[Layer]]] = {
     "torchvision.ops.stochastic_depth.StochasticDepth": _stochastic_depth,
+    "torchvision.ops.misc.Permute": lambda m: {"permute": {"dims": list(m.dims)}},
+    "torchvision.models.convnext.LayerNorm2d": _layernorm,
+    "torchvision.models.swin_transformer.ShiftedWindowAttention": _window_attention,
+    "torchvision.models.swin_transformer.ShiftedWindowAttentionV2": _window_attention,
+    "torchvision.models.swin_transformer.PatchMerging": _patch_merging,
+    "torchvision.models.swin_transformer.PatchMergingV2": _patch_merging,
 }
+MODULES.update({nn.LayerNorm: _layernorm, nn.MultiheadAttention: _attention})
 
 # functions, by the function object, each called with the call's arguments after the tensor
 FUNCTIONS: dict[Any, Callable[..., Layer]] = {
@@ -199,6 +236,7 @@ CHUNKS = {torch.chunk, "chunk"}
 RESHAPES = {"view", "reshape", torch.reshape, torch.flatten, "flatten"}
 MEANS = {torch.mean, "mean"}
 TRANSPOSES = {torch.transpose, "transpose"}
+PERMUTES = {torch.permute, "permute"}
 
 
 _NAMESPACES = ("torch", "torch.nn.functional", "torch.fft", "torch.linalg", "torch.special", "operator", "math")
@@ -307,7 +345,7 @@ def propagate(gm: Traced, module: nn.Module, shape: tuple[int, ...]) -> dict[fx.
                 elif node.op == "get_attr":
                     value = _meta(operator.attrgetter(node.target)(gm.module))
                 elif node.op == "call_function" and node.target in (operator.add, operator.mul, operator.iadd) \
-                        and all(isinstance(a, fx.Node) for a in node.args):
+                        and all(isinstance(values.get(a), torch.Tensor) for a in node.args):
                     first, second = load(node.args)  # broadcast: torch's meta add runs a Python decomposition
                     value = torch.empty(torch.broadcast_shapes(first.shape, second.shape), device="meta",
                                         dtype=torch.promote_types(first.dtype, second.dtype))
@@ -319,7 +357,7 @@ def propagate(gm: Traced, module: nn.Module, shape: tuple[int, ...]) -> dict[fx.
                 elif node.op == "call_module":
                     layer = gm.get_submodule(node.target)
                     args, kwargs = load(node.args), load(node.kwargs)
-                    if (isinstance(layer, SHAPE_KEEPING) or class_name(type(layer)) in NAMED_MODULES) \
+                    if (isinstance(layer, SHAPE_KEEPING) or class_name(type(layer)) in SHAPE_KEEPING_NAMES) \
                             and len(args) == 1 and not kwargs:
                         value = torch.empty_like(args[0])
                     elif on_meta:
@@ -396,14 +434,16 @@ class _Mapper:
                                     f"({node.name}): archcalc models have one input")
                 self.steps[node] = Step("input", [], self.shape(node), (), name="input", index=-1)
                 continue
-            if not self.tensor(node) and not self._chunks(node):
+            attention = node.op == "call_module" and isinstance(self.gm.get_submodule(node.target), nn.MultiheadAttention)
+            if not self.tensor(node) and not self._chunks(node) and not attention:
                 continue  # sizes, shapes and the arithmetic on them: read by the calls that use them
             scope = tuple(_stack(node))
             if node.op == "call_module":
                 scope = scope[:-1]  # the layer itself
             tensors = [self.steps[a] for a in node.all_input_nodes if a in self.steps]
-            step = Step("layer", tensors, self.shape(node) if self.tensor(node) else (), scope, index=index,
-                        name=self._name(node))
+            value = self.values[node]
+            shape = tuple(value.shape) if self.tensor(node) else tuple(value[0].shape) if attention else ()
+            step = Step("layer", tensors, shape, scope, index=index, name=self._name(node))
             if node.op == "call_module":
                 step.module_path = str(node.target)
             try:
@@ -437,9 +477,24 @@ class _Mapper:
             make = MODULES.get(type(layer)) or NAMED_MODULES.get(class_name(type(layer)))
             if make is None:
                 raise Unmapped(class_name(type(layer)))
-            step.layers = [make(layer)]
+            if isinstance(layer, nn.MultiheadAttention) and len(set(_args(node)[:3])) != 1:
+                raise Unmapped("nn.MultiheadAttention on different query, key and value (archcalc's is self-attention)")
+            made = make(layer)
+            step.layers = made if isinstance(made, list) else [made]
+            step.inputs = step.inputs[:1]
+            return step
+        if node.op == "get_attr" or (step.inputs and all(i.kind == "constant" for i in step.inputs)):
+            step.kind = "constant"  # a parameter, or computed from parameters only: read by the call that uses it
             return step
         key = target if node.op == "call_function" else str(target)
+        if key is operator.getitem and isinstance(_args(node)[0], fx.Node):
+            source = self.steps.get(_args(node)[0])
+            if source is not None and source.layers and "multiheadattention" in source.layers[0] \
+                    and _args(node)[1] == 0:
+                return source  # attention's output (torch's returns it with the weights)
+            return self._select(node, step)
+        if key in PERMUTES:
+            return self._permute(node, step)
         if node.op == "call_method" and key in NO_OPS:
             return self.steps[_args(node)[0]]
         if key in ADDS or key in MULS:
@@ -470,15 +525,35 @@ class _Mapper:
         args = [a for a in _args(node) if a is not None]
         if len(args) != 2 or not all(self.tensor(a) for a in args) or _kwargs(node).get("alpha", 1) != 1:
             raise Unmapped(f"{qualified(node.target)} with a constant or a parameter")
-        if any(a.op == "get_attr" for a in args):
-            raise Unmapped(f"{qualified(node.target)} with a parameter")
-        step.kind, step.inputs = kind, [self.steps[a] for a in args]
+        steps = [self.steps[a] for a in args]
+        constants = [s for s in steps if s.kind == "constant"]
+        if len(constants) == 1:
+            return self._with_parameter(node, step, kind, [s for s in steps if s.kind != "constant"][0], constants[0])
+        step.kind, step.inputs = kind, steps
+        return step
+
+    def _with_parameter(self, node: fx.Node, step: Step, kind: str, x: Step, parameter: Step) -> Step:
+        """x * a per-channel parameter: layer scale; x + a (1, N, D) parameter: a position embedding."""
+        shape, width = x.shape[1:], x.shape[1] if len(x.shape) == 4 else x.shape[-1]
+        size = parameter.shape
+        if kind == "mul" and size in ((width, 1, 1), (width,), (1, width, 1, 1)):
+            step.layers = [{"layerscale": {}}]
+        elif kind == "add" and len(shape) == 2 and size == (1, *shape):
+            step.layers = [{"positionembedding": {}}]
+        else:
+            raise Unmapped(f"{qualified(node.target)} with a parameter of shape {list(size)}")
+        step.inputs = [x]
         return step
 
     def _cat(self, node: fx.Node, step: Step) -> Step:
         tensors = _args(node)[0]
         dim = _args(node)[1] if len(_args(node)) > 1 else _kwargs(node).get("dim", 0)
         ndim = len(self.shape(node))
+        steps = [self.steps.get(t) for t in tensors]
+        if ndim == 3 and dim % 3 == 1 and len(steps) == 2 and steps[0] is not None and steps[0].kind == "constant" \
+                and steps[0].shape[1] == 1 and steps[1] is not None:
+            step.layers, step.inputs, step.name = [{"classtoken": {}}], [steps[1]], "class_token"
+            return step
         if ndim != 4 or dim % ndim != 1 or not all(self.tensor(t) for t in tensors):
             raise Unmapped(f"{qualified(node.target)} on dim {dim} of a {ndim}-d tensor")
         step.kind, step.inputs = "cat", [self.steps[t] for t in tensors]
@@ -510,13 +585,43 @@ class _Mapper:
         if after == (before[0], math.prod(before[1:])):
             step.layers = [{"flatten": {}}]
             return step
+        if len(before) == 4 and after == (before[0], before[1], before[2] * before[3]):  # x.flatten(2), then tokens
+            return self._partial(step, f"{qualified(node.target)} to {list(after[1:])}", groups=-1)
         if len(before) == 4 and len(after) == 5 and after[0] == before[0] and after[1] * after[2] == before[1] \
                 and after[3:] == before[2:]:
             return self._partial(step, f"{qualified(node.target)} to {list(after[1:])}", groups=after[1])
         raise Unmapped(f"{qualified(node.target)} from {list(before[1:])} to {list(after[1:])}")
 
+    def _permute(self, node: fx.Node, step: Step) -> Step:
+        dims = _args(node)[1:] if len(_args(node)) > 2 else _args(node)[1]
+        dims = [d % len(dims) for d in (dims if dims else _kwargs(node)["dims"])]
+        prior = self.steps[_args(node)[0]]
+        if prior.kind == "partial" and prior.groups == -1 and dims == [0, 2, 1]:
+            return self._tokens(step, prior)
+        if dims in ([0, 2, 3, 1], [0, 3, 1, 2]):
+            step.layers = [{"permute": {"dims": dims}}]
+            return step
+        raise Unmapped(f"{qualified(node.target)} {dims}")
+
+    def _tokens(self, step: Step, flattened: Step) -> Step:
+        step.inputs, step.name, step.layers = flattened.inputs, "tokens", [{"tokens": {}}]
+        flattened.what = ""
+        return step
+
+    def _select(self, node: fx.Node, step: Step) -> Step:
+        """x[:, i] on tokens: one token."""
+        index = _args(node)[1]
+        source = self.steps[_args(node)[0]]
+        if isinstance(index, tuple) and len(index) == 2 and index[0] == slice(None) and isinstance(index[1], int) \
+                and len(source.shape) == 3:
+            step.layers, step.name = [{"selecttoken": _non_default(None, {"index": index[1]}, {"index": 0})}], "select"
+            return step
+        raise Unmapped("operator.getitem (indexing)")
+
     def _transpose(self, node: fx.Node, step: Step) -> Step:
         prior = self.steps[_args(node)[0]]
+        if prior.kind == "partial" and prior.groups == -1 and sorted(d % 3 for d in _args(node)[1:3]) == [1, 2]:
+            return self._tokens(step, prior)
         dims = sorted(d % 5 for d in _args(node)[1:3])
         if prior.kind == "partial" and prior.groups and dims == [1, 2]:
             step.inputs = prior.inputs
@@ -661,7 +766,7 @@ class _Structure:
 
 
 def structure(mapper: _Mapper) -> list[Layer]:
-    steps = [s for s in dict.fromkeys(mapper.steps.values()) if s.kind != "input"]
+    steps = [s for s in dict.fromkeys(mapper.steps.values()) if s.kind not in ("input", "constant")]
     for s in steps:
         s.users = []
     entry = next(s for s in mapper.steps.values() if s.kind == "input")
