@@ -184,7 +184,7 @@ def _attention(m: nn.MultiheadAttention) -> Layer:
     return {"multiheadattention": _non_default(m, args, dict(dropout=0.0, bias=True))}
 
 
-def _window_attention(m: nn.Module) -> Layer:
+def _window_attention(m: Any) -> Layer:
     op = "shiftedwindowattentionv2" if type(m).__name__.endswith("V2") else "shiftedwindowattention"
     args = dict(window_size=list(m.window_size), num_heads=m.num_heads, shift_size=list(m.shift_size),
                 qkv_bias=m.qkv.bias is not None, proj_bias=m.proj.bias is not None,
@@ -193,7 +193,7 @@ def _window_attention(m: nn.Module) -> Layer:
                                            dropout=0.0))}
 
 
-def _patch_merging(m: nn.Module) -> list[Layer]:
+def _patch_merging(m: Any) -> list[Layer]:
     """torchvision's PatchMerging: 2x2 patches to 4C, layer norm, a linear to 2C (V2: the linear, then the norm)."""
     norm, linear = _layernorm(m.norm), {"linear": {"out_features": m.reduction.out_features, "bias": False}}
     return [{"patchmerge": {}}, *((linear, norm) if type(m).__name__.endswith("V2") else (norm, linear))]

@@ -483,7 +483,7 @@ class Network(Sequence):
 # ---- leaf layers ------------------------------------------------------------------------
 
 
-def _placeholder(layer: S.Unknown, shape: torch.Size) -> nn.Module:
+def _placeholder(layer: S.Unknown, shape: tuple[int, ...]) -> nn.Module:
     raise SpecError(f"{layer.what} is a placeholder of `archcalc import --allow-unknown`: it has no torch module to build",
                     op="unknown")
 
