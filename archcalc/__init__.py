@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from archcalc.analysis import run
@@ -11,7 +12,7 @@ from archcalc.result import CONVENTIONS, Result, Row, Totals
 from archcalc.spec import (
     GELU, AdaptiveAvgPool2d, Auxiliary, AvgPool2d, BatchNorm2d, ChannelPad, ChannelShuffle, Chunk, Concat, Conv2d,
     Dropout, Flatten, Gate, Hardsigmoid, Hardswish, Identity, LayerScale, Linear, LocalResponseNorm, MaxPool2d, Model,
-    Node, ReLU, ReLU6, Repeat, Residual, Sequential, Sigmoid, SiLU, Softmax, StochasticDepth, Tanh,
+    Node, ReLU, ReLU6, Repeat, Residual, Sequential, Sigmoid, SiLU, Softmax, StochasticDepth, Tanh, Unknown,
 )
 from archcalc.spec import (
     ClassToken, LayerNorm, MeanTokens, MultiheadAttention, PatchMerge, Permute, PositionEmbedding, SelectToken,
@@ -22,19 +23,33 @@ __version__ = "0.1.0"
 
 
 def analyze(
-    spec: str | Model,
+    spec: str | Model | Any,
     *,
     batch: int = 1,
     input: tuple[int, ...] | None = None,
     dtype: str = "float32",
     params: Mapping[str, Any] | None = None,
 ) -> Result:
-    """Per-layer shapes and costs of a built-in name, a YAML path or a Model.
+    """Per-layer shapes and costs of a built-in name, a YAML path, a Model, or a torch.nn.Module
+    (imported first with `from_module` at `input`, which it then needs).
 
     >>> analyze("alexnet").total.params
     46764746
     """
+    if not isinstance(spec, (str, Path, Model)):  # a torch module: only now is torch imported
+        if input is None:
+            raise SpecError("a torch module is analysed at an input: give input=(C, H, W)")
+        spec = from_module(spec, input=input)
     return run(load(spec, params), batch=batch, input=input, dtype=dtype)
+
+
+def from_module(module: Any, input: tuple[int, ...], *, name: str | None = None, allow_unknown: bool = False) -> Model:
+    """A torch.nn.Module as a Model, traced with torch.fx at `input` (C, H, W) on the meta device
+    (archcalc.importer; needs torch). Calls with no archcalc op raise one SpecError naming them all,
+    unless allow_unknown keeps them as zero-cost `unknown` placeholders."""
+    from archcalc.importer import from_module as convert  # torch is imported only here
+
+    return convert(module, input, name=name, allow_unknown=allow_unknown)
 
 
 def build_module(spec: str | Model, **options: Any):
@@ -48,12 +63,12 @@ def build_module(spec: str | Model, **options: Any):
 
 
 __all__ = [
-    "analyze", "build_module", "load", "list_models", "SpecError", "UnknownModelError", "Result", "Row", "Totals",
+    "analyze", "from_module", "build_module", "load", "list_models", "SpecError", "UnknownModelError", "Result", "Row", "Totals",
     "CONVENTIONS",
     "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm2d",
     "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",
     "ReLU6", "Hardswish", "Hardsigmoid", "SiLU", "GELU", "Identity", "StochasticDepth", "LayerScale",
-    "ChannelShuffle", "Chunk", "Sequential", "Concat", "Residual", "Gate", "Repeat", "Auxiliary", "__version__",
+    "ChannelShuffle", "Chunk", "Unknown", "Sequential", "Concat", "Residual", "Gate", "Repeat", "Auxiliary", "__version__",
     "Permute", "LayerNorm", "Tokens", "ClassToken", "PositionEmbedding", "SelectToken", "MeanTokens",
     "MultiheadAttention", "ShiftedWindowAttention", "ShiftedWindowAttentionV2", "PatchMerge",
 ]

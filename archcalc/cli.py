@@ -216,6 +216,11 @@ from archcalc import crosscheck_cli  # noqa: E402
 app.command("crosscheck", epilog="Examples: archcalc crosscheck alexnet | archcalc crosscheck resnet50 --device cpu "
             "| archcalc crosscheck --all")(crosscheck_cli.crosscheck)
 
+from archcalc import import_cli  # noqa: E402
+
+app.command("import", epilog="Examples: archcalc import torchvision.models:resnet50 --input 3x224x224 -o resnet50.yaml "
+            "| archcalc import mynets.py:build --kwargs '{\"num_classes\": 10}' -i 3x32x32 -o net.yaml")(import_cli.import_)
+
 from archcalc import report_cli  # noqa: E402
 
 app.command("report", epilog="Examples: archcalc report | archcalc report --check | archcalc report --crosscheck")(report_cli.report)

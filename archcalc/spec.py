@@ -114,6 +114,9 @@ _CHECKS = {
         "a list of dimension indices, e.g. [0, 2, 3, 1]",
     ),
     "nonneg_int": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "text": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+    "shape": (lambda v: isinstance(v, (list, tuple)) and 1 <= len(v) <= 8 and all(_is_int(d) and d >= 1 for d in v),
+              "a list of 1 to 8 positive integers (a shape without the batch)"),
     "branches": (lambda v: isinstance(v, (tuple, list)) and all(_layers_ok(b) for b in v),
                  "a list of branches, each a list of layers"),
     "layers": (_layers_ok, "a list of layers (Conv2d(...), ReLU(), Sequential(...), ...)"),
@@ -513,6 +516,16 @@ class PatchMerge(Node):
     OP: ClassVar[str] = "patchmerge"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Unknown(Node):
+    """A call the importer could not map (`archcalc import --allow-unknown`): a zero-cost placeholder whose
+    output is the shape torch traced (without the batch). It cannot be built as a torch module."""
+
+    OP: ClassVar[str] = "unknown"
+    what: str = arg("text", required=True)
+    output: tuple[int, ...] = arg("shape", required=True)
+
+
 # ---- composites -----------------------------------------------------------------------
 
 Layers = tuple[Node, ...]
@@ -583,7 +596,7 @@ LEAF_OPS: dict[str, type[Node]] = {
         ReLU, Sigmoid, Tanh, Softmax, Dropout, Flatten, ChannelPad,
         ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Identity, StochasticDepth, LayerScale, ChannelShuffle, Chunk,
         Permute, LayerNorm, Tokens, ClassToken, PositionEmbedding, SelectToken, MeanTokens, MultiheadAttention,
-        ShiftedWindowAttention, ShiftedWindowAttentionV2, PatchMerge,
+        ShiftedWindowAttention, ShiftedWindowAttentionV2, PatchMerge, Unknown,
     )
 }
 

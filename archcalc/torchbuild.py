@@ -482,6 +482,11 @@ class Network(Sequence):
 
 # ---- leaf layers ------------------------------------------------------------------------
 
+
+def _placeholder(layer: S.Unknown, shape: tuple[int, ...]) -> nn.Module:
+    raise SpecError(f"{layer.what} is a placeholder of `archcalc import --allow-unknown`: it has no torch module to build",
+                    op="unknown")
+
 # layer spec, incoming shape (batch first) -> module
 LEAF_BUILDERS: dict[type[Node], Callable[[Any, tuple[int, ...]], nn.Module]] = {
     S.Conv2d: lambda s, shape: nn.Conv2d(
@@ -528,6 +533,7 @@ LEAF_BUILDERS: dict[type[Node], Callable[[Any, tuple[int, ...]], nn.Module]] = {
     S.ShiftedWindowAttention: _window_attention,
     S.ShiftedWindowAttentionV2: _window_attention,
     S.PatchMerge: lambda s, shape: PatchMerge(),
+    S.Unknown: _placeholder,
 }
 
 

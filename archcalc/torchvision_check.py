@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from archcalc.registry import load
+from archcalc.spec import Model
 from archcalc.torchbuild import build_module
 
 # torchvision's PyPI wheels are CUDA builds; beside torch's CPU wheel their compiled ops
@@ -123,8 +124,9 @@ class Identity:
 
 
 def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 0,
-                   torchvision_kwargs: dict[str, Any] | None = None) -> Identity:
-    """Build torchvision's model and the built-in, move the weights across, and compare in eval mode.
+                   torchvision_kwargs: dict[str, Any] | None = None, spec: Model | None = None) -> Identity:
+    """Build torchvision's model and the built-in (or `spec`, e.g. an imported one, in its place),
+    move the weights across, and compare in eval mode.
 
     Batch norm running statistics are randomised first, so that eval mode does not reduce them
     to the identity, and every parameter gets a little noise, so that none stays zero.
@@ -144,7 +146,7 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
         # the outputs could agree vacuously, so every parameter is moved off its initial value
         for parameter in reference.parameters():
             parameter.add_(torch.randn_like(parameter), alpha=0.02)
-    ours = build_module(name, input=shape, init=False).eval()
+    ours = build_module(spec or name, input=shape, init=False).eval()
     transfer_weights(reference, ours)
     x = torch.randn(2, *shape)
     expected, expected_shapes = _layer_shapes(reference, x)
@@ -160,3 +162,43 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
         mismatch = f"output: torchvision {tuple(expected.shape)}, archcalc {tuple(got.shape)}"
     difference = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
     return Identity(name, shape, difference, float(expected.abs().max()), len(expected_shapes), mismatch)
+
+
+@dataclass(frozen=True)
+class ImportCheck:
+    """A torchvision model imported (archcalc.importer) beside its built-in: same totals, same function."""
+
+    name: str
+    input: tuple[int, ...]
+    seconds: float  # the import: trace, shapes, spec written and loaded
+    params: tuple[int, int]  # imported, built-in
+    macs: tuple[int, int]
+    identity: Identity
+    spec_lines: int
+
+    @property
+    def ok(self) -> bool:
+        return self.params[0] == self.params[1] and self.macs[0] == self.macs[1] and self.identity.ok
+
+
+def check_import(name: str, input: tuple[int, ...] | None = None) -> ImportCheck:
+    """Import torchvision's builder for the built-in `name` (built on the meta device), compare its
+    totals with the built-in's, then prove the imported spec is torchvision's function (check_identity)."""
+    import time
+
+    from archcalc.analysis import run
+    from archcalc.importer import convert
+
+    models = import_torchvision()
+    builder = builder_name(name)
+    kwargs = BUILDER_KWARGS.get(builder, {})
+    shape = tuple(input) if input is not None else load(name).input
+    with torch.device("meta"):
+        module = getattr(models, builder)(**kwargs)
+    start = time.perf_counter()
+    imported = convert(module, shape, name=name, source=f"torchvision.models:{builder}({kwargs or ''})")
+    seconds = time.perf_counter() - start
+    ours, builtin = run(imported.model).total, run(load(name), input=shape).total
+    identity = check_identity(name, shape, spec=imported.model)
+    return ImportCheck(name, shape, seconds, (ours.params, builtin.params), (ours.macs, builtin.macs), identity,
+                       len(imported.text.splitlines()))

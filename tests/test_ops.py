@@ -311,3 +311,11 @@ def test_auxiliary_counts_parameters_but_runs_nothing_at_inference() -> None:
     assert [r.output_shape for r in aux_rows] == [(1, 8, 1, 1), (1, 8), (1, 10)]
     assert all(r.macs == r.activations == 0 for r in aux_rows)
     assert with_aux.rows[-1].receptive_field == without.rows[-1].receptive_field == (5, 5)
+
+
+def test_unknown_placeholder_gives_the_traced_shape_at_no_cost():
+    row = one(archcalc.Unknown(what="torch.fft.rfft2", output=[8, 32, 17]), (8, 32, 32), batch=2)
+    assert row.output_shape == (2, 8, 32, 17) and row.description == "UNKNOWN torch.fft.rfft2 (not counted)"
+    assert (row.params, row.macs, row.fvcore_flops, row.receptive_field) == (0, 0, 0, (1, 1))
+    with pytest.raises(SpecError, match="output must be a list of 1 to 8 positive integers"):
+        archcalc.Unknown(what="x", output=[8, 0])

@@ -6,7 +6,7 @@ import math
 
 from archcalc.errors import SpecError
 from archcalc.ops.common import ChannelsLast, Cost, describe_shape, new, spatial
-from archcalc.spec import ChannelPad, Flatten, PatchMerge, Permute
+from archcalc.spec import ChannelPad, Flatten, PatchMerge, Permute, Unknown
 
 
 def flatten(layer: Flatten, shape) -> Cost:
@@ -49,9 +49,15 @@ def patchmerge(layer: PatchMerge, shape) -> Cost:
     return new(Cost, (ChannelsLast((-(-h // 2), -(-w // 2), 4 * c)), 0, 0, 0, (2, 2, 2, 2)))
 
 
+def unknown(layer: Unknown, shape) -> Cost:
+    """A placeholder for a call the importer could not map: the traced output shape, no cost counted."""
+    return new(Cost, (tuple(layer.output), 0, 0, 0, None))
+
+
 KIND = "reshape"  # how `unknown op` errors group these ops
-HANDLERS = {Flatten: flatten, ChannelPad: channelpad, Permute: permute, PatchMerge: patchmerge}
+HANDLERS = {Flatten: flatten, ChannelPad: channelpad, Permute: permute, PatchMerge: patchmerge, Unknown: unknown}
 DESCRIPTIONS = {
     ChannelPad: lambda layer: f"channelpad to {layer.out_channels}",
     Permute: lambda layer: f"permute {list(layer.dims)}",
+    Unknown: lambda layer: f"UNKNOWN {layer.what} (not counted)",
 }

@@ -1,0 +1,186 @@
+"""archcalc.importer (`archcalc import`, `from_module`, `analyze(module)`): hand-written modules with
+functional calls, in-place ops, a gate, a repeated block, a shared block, ops archcalc lacks; the module
+left as it was; a 600M-parameter module on the meta device; and torchvision's models, one per family,
+imported and proved the same network as torchvision's (totals equal the built-in's, weights moved
+across give the same output). All of torchvision's built-ins at their own input:
+`python tests/check_import_torchvision.py` (reports/import-torchvision.md)."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+import archcalc  # noqa: E402
+from archcalc.cli import app  # noqa: E402
+from archcalc.errors import SpecError  # noqa: E402
+from archcalc.importer import convert  # noqa: E402
+from archcalc.torchvision_check import transfer_weights  # noqa: E402
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE / "import_modules"))
+import nets  # noqa: E402
+
+runner = CliRunner()
+NETS = str(HERE / "import_modules" / "nets.py")
+
+
+def same_function(module: nn.Module, model: archcalc.Model, shape: tuple[int, ...]) -> None:
+    """The imported spec built in torch, with the module's weights moved in, computes what the module does."""
+    module = module.eval()
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.running_mean.uniform_(-0.5, 0.5)
+                layer.running_var.uniform_(0.5, 1.5)
+    built = archcalc.build_module(model, init=False).eval()
+    transfer_weights(module, built)
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        torch.testing.assert_close(built(x), module(x), rtol=1e-5, atol=1e-5)
+
+
+def flop_counter_macs(module: nn.Module, shape: tuple[int, ...]) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module.eval()(torch.randn(1, *shape))
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("builder", [nets.functional, nets.gated])
+def test_imported_module_counts_what_torch_counts_and_computes_the_same(builder) -> None:
+    torch.manual_seed(0)
+    module = builder()
+    imported = convert(module, (3, 32, 32))
+    total = archcalc.analyze(imported.model).total
+    assert total.params == sum(p.numel() for p in module.parameters())
+    assert total.macs == flop_counter_macs(module, (3, 32, 32))
+    same_function(module, imported.model, (3, 32, 32))
+
+
+def test_functional_calls_in_place_ops_and_joins_become_archcalc_layers() -> None:
+    text = convert(nets.functional(), (3, 32, 32)).text
+    for line in ("- {relu: {}, name: relu}",  # F.relu(inplace=True)
+                 "- {maxpool2d: {kernel_size: 2}, name: max_pool2d}",  # F.max_pool2d(x, 2)
+                 "residual:",  # out += x
+                 "- - {identity: {}}",  # torch.cat([out, f(out)]): out passes as it is
+                 "- {adaptiveavgpool2d: {output_size: 1}, name: mean}",  # out.mean((2, 3))
+                 "- {dropout: {p: 0.2}, name: dropout}"):  # F.dropout
+        assert line in text
+
+
+def test_a_run_of_identical_modules_is_one_block_repeated_and_a_product_is_a_gate() -> None:
+    text = convert(nets.gated(), (3, 32, 32), source="nets:gated").text
+    assert "  # nets.Block, at blocks.0, blocks.1, blocks.2\n  block:\n" in text
+    assert "- {repeat: {times: 3, layers: [{block: {}}]}, name: blocks}" in text
+    assert "- name: se\n              gate:\n" in text  # x * sigmoid(...): Gate's one use, written where it is
+    assert text.count("conv2d") == 4  # stem, block's conv, fc1, fc2: not three copies
+    assert text.startswith("# Imported by archcalc") and "source: nets:gated, traced by archcalc import" in text
+
+
+def test_a_shared_module_is_refused_with_what_and_why() -> None:
+    with pytest.raises(SpecError, match=r"^import: block \(Block\) is called 2 times: a module called more than "
+                                        r"once shares its parameters"):
+        convert(nets.shared(), (3, 32, 32))
+
+
+def test_every_unmapped_call_is_named_at_once_and_nothing_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "net.yaml"
+    result = runner.invoke(app, ["import", f"{NETS}:spectral", "--input", "3x32x32", "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: import: filter (Spectral.forward): torch.fft.rfft2 has no archcalc op; filter (Spectral.forward): "
+        "torch.fft.irfft2 has no archcalc op; up (Upsample): nn.Upsample has no archcalc op (--allow-unknown keeps "
+        "them as zero-cost placeholders)"]
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_allow_unknown_keeps_placeholders_that_analyse_and_say_so(tmp_path: Path) -> None:
+    out = tmp_path / "net.yaml"
+    result = runner.invoke(app, ["import", f"{NETS}:spectral", "-i", "3x32x32", "-o", str(out), "--allow-unknown"])
+    assert result.exit_code == 0, result.output
+    assert "3 call(s) kept as zero-cost `unknown` placeholders, not counted" in result.output
+    text = out.read_text()
+    assert "- {unknown: {what: torch.fft.rfft2, output: [8, 32, 17]}, name: fft_rfft2}  # a placeholder" in text
+    rows = {row.name: row for row in archcalc.analyze(str(out)).rows}
+    assert rows["up"].description == "UNKNOWN nn.Upsample (not counted)" and rows["up"].output_shape == (1, 8, 64, 64)
+    assert rows["fc"].params == 8 * 64 * 64 * 10 + 10  # the shapes after a placeholder are torch's
+    with pytest.raises(SpecError, match="placeholder of `archcalc import --allow-unknown`"):
+        archcalc.build_module(str(out))
+
+
+def test_the_module_is_left_as_it_was() -> None:
+    module = nets.gated().train()
+    before = {k: (v.data_ptr(), v.clone()) for k, v in module.state_dict().items()}
+    functions = (torch.cat, torch.relu, nn.functional.relu, nn.Module.__call__, nn.Conv2d.forward)
+    model = archcalc.from_module(module, input=(3, 32, 32))
+    assert model.input == (3, 32, 32)
+    after = module.state_dict()
+    assert all(after[k].data_ptr() == ptr and torch.equal(after[k], value) for k, (ptr, value) in before.items())
+    assert module.training and all(m.training for m in module.modules())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    assert not nn.modules.module._global_forward_hooks and not nn.modules.module._global_forward_pre_hooks
+    assert functions == (torch.cat, torch.relu, nn.functional.relu, nn.Module.__call__, nn.Conv2d.forward)
+
+
+def test_analyze_takes_a_module_and_a_600m_parameter_one_imports_without_its_weights() -> None:
+    with torch.device("meta"):
+        big = nn.Sequential(*[nn.Conv2d(4096, 4096, 3, padding=1) for _ in range(4)], nn.ReLU())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    total = archcalc.analyze(big, input=(4096, 8, 8)).total
+    assert total.params == 4 * (4096 * 4096 * 9 + 4096) == 603_996_160
+    assert total.macs == 4 * 4096 * 4096 * 9 * 64
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    assert grown_mb < 200  # its weights would be 2.4 GB
+    with pytest.raises(SpecError, match="give input"):
+        archcalc.analyze(big)
+
+
+def test_what_fx_cannot_trace_or_archcalc_cannot_hold_is_refused_in_one_line() -> None:
+    with pytest.raises(SpecError, match=r"^import: torch.fx cannot trace DataDependent: TraceError: "):
+        convert(nets.DataDependent(), (3, 8, 8))
+    with pytest.raises(SpecError, match=r"^import: TwoOutputs.forward returns tuple, not one tensor"):
+        convert(nets.TwoOutputs(), (3, 8, 8))
+
+
+def test_bad_module_refs_are_one_line_errors(tmp_path: Path) -> None:
+    for ref, message in [("nothing", "is not MODULE:CALLABLE"), (f"{NETS}:missing", "has no callable 'missing'"),
+                         ("no_such_module_xyz:build", "cannot be imported: ModuleNotFoundError"),
+                         (f"{tmp_path}/absent.py:build", "no such file")]:
+        result = runner.invoke(app, ["import", ref, "-i", "3x32x32"])
+        assert result.exit_code == 2 and message in result.output, result.output
+    result = runner.invoke(app, ["import", f"{NETS}:gated", "-i", "3x32x32", "--kwargs", "[1]"])
+    assert result.exit_code == 2 and "not a JSON object" in result.output
+    result = runner.invoke(app, ["import", f"{NETS}:gated", "-i", "3x32x32", "--kwargs", '{"num_classes": 7}'])
+    assert result.exit_code == 0 and "- {linear: {out_features: 7}, name: head_2}" in result.stdout
+
+
+try:
+    from archcalc.torchvision_check import check_import, import_torchvision
+
+    import_torchvision()
+    HAVE_TORCHVISION = True
+except ImportError:  # pragma: no cover - the test extra installs torchvision
+    HAVE_TORCHVISION = False
+
+# one member per family that has a built-in, at a small input the architecture accepts
+ROUND_TRIPS = [
+    ("alexnet-torchvision", (3, 96, 96)), ("vgg11-bn", (3, 32, 32)), ("googlenet-torchvision", (3, 64, 64)),
+    ("resnet18", (3, 64, 64)), ("mobilenet-v3-small", (3, 64, 64)), ("efficientnet-b0", (3, 64, 64)),
+    ("shufflenet-v2-x0-5", (3, 64, 64)),
+]
+
+
+@pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
+@pytest.mark.parametrize("name, shape", ROUND_TRIPS, ids=[c[0] for c in ROUND_TRIPS])
+def test_torchvision_model_imports_as_its_builtin_and_as_the_same_function(name: str, shape) -> None:
+    checked = check_import(name, shape)
+    assert checked.params[0] == checked.params[1] and checked.macs[0] == checked.macs[1]
+    assert checked.identity.shape_mismatch is None, checked.identity.shape_mismatch
+    assert checked.identity.ok, checked.identity
