@@ -36,7 +36,7 @@ def analyze(
     >>> analyze("alexnet").total.params
     46764746
     """
-    if not isinstance(spec, (str, Path, Model)):  # a torch module: only now is torch imported
+    if not isinstance(spec, (str, Path, Model)) and hasattr(spec, "named_modules"):  # a torch module: only now is torch imported
         if input is None:
             raise SpecError("a torch module is analysed at an input: give input=(C, H, W)")
         spec = from_module(spec, input=input)

@@ -488,6 +488,8 @@ class _Mapper:
             return step
         key = target if node.op == "call_function" else str(target)
         if key is operator.getitem and isinstance(_args(node)[0], fx.Node):
+            if self._chunks(_args(node)[0]):  # a part of x.chunk(...): ShuffleNet's split
+                return self._chunk(node, step)
             source = self.steps.get(_args(node)[0])
             if source is not None and source.layers and "multiheadattention" in source.layers[0] \
                     and _args(node)[1] == 0:
@@ -501,8 +503,6 @@ class _Mapper:
             return self._binary(node, step, "add" if key in ADDS else "mul")
         if key in CATS:
             return self._cat(node, step)
-        if key is operator.getitem and isinstance(_args(node)[0], fx.Node) and self._chunks(_args(node)[0]):
-            return self._chunk(node, step)
         if key in CHUNKS:
             return self._partial(step, "")  # its items (getitem) are the steps
         if key in RESHAPES:

@@ -14,7 +14,8 @@ from archcalc.reports import families, lenet_alexnet, one_by_one, stacked
 CROSSCHECK = "crosscheck.md"
 PERFORMANCE = "performance.md"
 # written by `archcalc report --crosscheck` and `archcalc bench` (they need torch), never stale or orphaned here
-WRITTEN_ELSEWHERE = (CROSSCHECK, PERFORMANCE, *(plot_name(Path(PERFORMANCE).stem, kind) for kind in PLOT_KINDS))
+IMPORT = "import-torchvision.md"  # tests/check_import_torchvision.py (needs torch and torchvision)
+WRITTEN_ELSEWHERE = (CROSSCHECK, PERFORMANCE, IMPORT, *(plot_name(Path(PERFORMANCE).stem, kind) for kind in PLOT_KINDS))
 
 # (file, what it shows, its module: `render() -> str`, and `charts() -> {path: png}` where it draws any);
 # the per-model pages come after these
