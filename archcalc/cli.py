@@ -1,7 +1,5 @@
 """The `archcalc` command line: one typer app, one plain function per command."""
 
-from __future__ import annotations
-
 import enum
 import os
 import sys

@@ -5,8 +5,6 @@ Exit status: 0 when every row agrees, 1 on any disagreement, 2 on a usage or spe
 (including `--device cuda` without CUDA).
 """
 
-from __future__ import annotations
-
 import enum
 import sys
 import time
@@ -79,7 +77,7 @@ def _rate(flops_per_s: float) -> str:
     return f"{text[:-1]} {text[-1]}FLOP/s" if text[-1].isalpha() else f"{text} FLOP/s"
 
 
-def _verdict(checked: CheckResult) -> str:
+def _verdict(checked: "CheckResult") -> str:
     bad = len(checked.mismatches)
     if checked.ok:
         gaps = sum(layer.status == "oracle-gap" for layer in checked.layers)
@@ -90,7 +88,7 @@ def _verdict(checked: CheckResult) -> str:
     return f"DISAGREE: {'; '.join(parts)}"
 
 
-def layer_table(checked: CheckResult) -> Table:
+def layer_table(checked: "CheckResult") -> Table:
     """One row per calculator row: the calculator beside fvcore and FlopCounterMode, and the mark."""
     from archcalc.crosscheck import ORACLE_CONVENTIONS
 
@@ -127,7 +125,7 @@ def layer_table(checked: CheckResult) -> Table:
     return Table(LAYER_COLUMNS, rows, total, title, notes)
 
 
-def summary_table(checks: list[CheckResult], device: str) -> Table:
+def summary_table(checks: list["CheckResult"], device: str) -> Table:
     """One row per model for `--all`."""
     rows = []
     for c in checks:
@@ -195,7 +193,7 @@ def crosscheck(
 
 
 def _check_one(name: str, settings: list[Setting] | None, input: InputSize | None, batch: int, device: str, runs: int,
-               each: bool, phase: Callable[[str], None]) -> CheckResult:
+               each: bool, phase: Callable[[str], None]) -> "CheckResult":
     """One model's check; a bad spec or input ends the command (exit 2), a disagreement does not."""
     from archcalc.crosscheck import CrossCheckError, check_model
     from archcalc.errors import SpecError

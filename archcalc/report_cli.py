@@ -1,7 +1,5 @@
 """`archcalc report`: write the generated reports under reports/, or check that they are current."""
 
-from __future__ import annotations
-
 import sys
 import time
 from pathlib import Path

@@ -195,3 +195,20 @@ def test_templates_are_kept_only_by_ids_of_objects_the_compiler_keeps_alive(tmp_
 
     visit(spec.compiler.data)
     assert spec.compiler.owned == reachable and id(spec.compiler.data) in spec.compiler.owned
+
+
+def test_a_built_in_is_found_by_parsing_only_its_own_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # one model's command parses one file (start-up time); the full index, built after, agrees on every name
+    from archcalc import registry
+
+    for cache in (registry._spec_file, registry._builtin_files, registry._builtin_index):
+        monkeypatch.setattr(registry, cache.__name__, registry.functools.lru_cache(maxsize=None)(cache.__wrapped__))
+    assert archcalc.load("alexnet").name == "alexnet"
+    assert registry._spec_file.cache_info().currsize == 1 and registry._builtin_index.cache_info().currsize == 0
+    found = {}
+    for name in ("resnet50", "vgg16-bn", "lenet5", "swin-v2-t", "stacked-3x3"):
+        found[name] = registry._find(name)[0]
+    index = registry._builtin_index()
+    assert all(index[name] is spec_file for name, spec_file in found.items())
+    with pytest.raises(registry.UnknownModelError, match="did you mean resnet50"):
+        archcalc.load("resnt50")
