@@ -23,6 +23,7 @@ from archcalc.result import Group, Result, Row
 from archcalc.spec import Model
 
 AXES = ("H", "W")
+NO_MACS = "no multiply-accumulates (MACs count conv2d, linear and attention's matmuls)"
 
 
 @dataclass(frozen=True)
@@ -158,30 +159,34 @@ def _receptive_lines(window, rf: tuple[int, int], jump: tuple[int, int], grid: t
 
 def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanation:
     row = result.rows[i]
-    if i not in entering:  # the join of a concat or residual: no weights, no arithmetic
-        return _joined(row)
+    if i not in entering:  # where a concat, residual or gate joins its paths
+        return _joined(result, i)
     layer, shape, rf, jump, grid = entering[i]
     with recording() as record:
         cost = HANDLERS[layer.__class__](layer, shape)
     worked = EXPLANATIONS.get(layer.__class__)
     own = worked(layer, shape, cost) if worked else []
-    lines = _output_lines(record) + own
-    said = {line.what for line in lines}
+    lines = _output_lines(record) + [line for line in own if line.what != "fvcore"]
+    said = {line.what for line in lines + own}
     n = result.batch
     once = PER_FORWARD[layer.__class__](layer) if layer.__class__ in PER_FORWARD else 0
     macs = n * cost.macs + once
     if not (cost.params or cost.macs or said & {"params", "MACs"}):
-        lines.append(Line("params, MACs", "", 0, "no weights, no multiply-accumulates (MACs count conv2d and linear)"))
+        lines.append(Line("params, MACs", "", 0, f"no weights, {NO_MACS}"))
     else:
         if "params" not in said:
             lines.append(Line("params", "", cost.params))
         if "MACs" not in said:
-            lines.append(Line("MACs", "", cost.macs))
-        if n != 1:
-            lines.append(Line(f"MACs, batch {n}", times(n, f"{cost.macs:,}"), macs))
+            lines.append(Line("MACs", "", cost.macs, "" if cost.macs else NO_MACS))
+        if n != 1 and cost.macs:
+            lines.append(Line(f"MACs, batch {n}", times(n, f"{cost.macs:,}"), n * cost.macs))
         if once:
-            lines.append(Line("MACs once per forward", "", once, "Swin V2's position-bias MLP, whatever the batch"))
-        lines.append(Line("FLOPs", times(2, f"{macs:,}"), 2 * macs))
+            if "MACs once per forward" not in said:
+                lines.append(Line("MACs once per forward", "", once, "whatever the batch"))
+            lines.append(Line("MACs in all", f"{n * cost.macs:,} + {once:,}", macs))
+        if macs:
+            lines.append(Line("FLOPs", times(2, f"{macs:,}"), 2 * macs))
+    lines += [line for line in own if line.what == "fvcore"]  # after MACs and FLOPs, as the table's columns
     if cost.fvcore != cost.macs and "fvcore" not in said:
         lines.append(Line("fvcore", "", cost.fvcore))
     if n != 1 and cost.fvcore != cost.macs:
@@ -191,12 +196,52 @@ def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanat
                        cost.params, macs, 2 * macs, n * cost.fvcore + once, _whole(new_rf), _whole(new_jump))
 
 
-def _joined(row: Row) -> Explanation:
-    what = "the branches' channels side by side" if row.op == "concat" else "the body's output plus the shortcut's"
-    lines = (Line("params", "", 0, f"{row.op}: {what}"), Line("MACs", "", 0),
-             Line("RF H, W", "", row.receptive_field[0], "the widest of the paths it joins"))
-    return Explanation(row.name, row.description, row.input_shape, row.output_shape, lines, 0, 0, 0, 0,
+def _joined(result: Result, i: int) -> Explanation:
+    """The row where a concat, a residual or a gate joins its paths: no weights, no MACs; its
+    receptive field is the widest of the paths' (the gate's: its input's or its factor's)."""
+    row = result.rows[i]
+    group = next(g for g in result.groups if g.stop == i + 1 and ".".join(g.path) == row.name)
+    lines = JOINS[row.op](result, row, result.rows[group.start:i])
+    rf_notes = {"concat": "the widest of its branches'", "add": "the wider of the body's and the shortcut's",
+                "mul": "the wider of its input's and its factor's"}
+    lines += [Line("params, MACs", "", 0, f"no weights, {NO_MACS}"),
+              *_same([Line(f"RF {what}", "", rf, rf_notes[row.op]) for what, rf in zip(AXES, row.receptive_field)])]
+    return Explanation(row.name, row.description, row.input_shape, row.output_shape, tuple(lines), 0, 0, 0, 0,
                        row.receptive_field, row.stride)
+
+
+def _branch_ends(row: Row, inner: Sequence[Row]) -> list[tuple[int, ...]]:
+    """What each of a concat's branches gives: its last row's output, or the input for an empty branch."""
+    ends = {}
+    for r in inner:
+        branch = r.name[len(row.name) + 1:].split(".", 1)[0]
+        ends[int(branch)] = r.output_shape
+    return [ends.get(b, row.input_shape) for b in range(max(ends, default=-1) + 1)]
+
+
+def _concat(result: Result, row: Row, inner: Sequence[Row]) -> list[Line]:
+    widths = [shape[1] for shape in _branch_ends(row, inner)]
+    axis = "features" if len(row.output_shape) == 2 else "channels"
+    return [Line(f"output {axis}", " + ".join(map(str, widths)), row.output_shape[1],
+                 f"the {len(widths)} branches' {axis} side by side")]
+
+
+def _residual(result: Result, row: Row, inner: Sequence[Row]) -> list[Line]:
+    shortcut = "its projection" if "projection" in row.description else "the block's input"
+    return [Line("output values", times(*row.output_shape[1:]), math.prod(row.output_shape[1:]),
+                 f"the body's output plus {shortcut}, value by value (the adds are not MACs)")]
+
+
+def _gate(result: Result, row: Row, inner: Sequence[Row]) -> list[Line]:
+    factor = inner[-1].output_shape[1:] if inner else row.input_shape[1:]
+    spread = " (broadcast where it is 1)" if factor != row.input_shape[1:] else ""
+    return [Line("output values", times(*row.output_shape[1:]), math.prod(row.output_shape[1:]),
+                 f"the input times the gate's {_shape(factor)} factor{spread}, value by value (not MACs); "
+                 "the gate's own layers are rows of their own")]
+
+
+# how each join's output is made, by the op of its row
+JOINS = {"concat": _concat, "add": _residual, "mul": _gate}
 
 
 def _sum(what: str, values: list[int]) -> Line:
@@ -207,13 +252,16 @@ def _sum(what: str, values: list[int]) -> Line:
 
 
 def _explain_group(result: Result, group: Group) -> Explanation:
-    """A composite: the sums of the rows it spans; its receptive field and stride are its last row's."""
+    """A composite: how its paths join (a concat, residual or gate), the sums of the rows it spans; its
+    receptive field and stride are its last row's."""
     rows = result.rows[group.start:group.stop]
     last = rows[-1]
-    lines = (_sum("params", [r.params for r in rows]), _sum("MACs", [r.macs for r in rows]),
+    name = ".".join(group.path)
+    joined = JOINS[last.op](result, last, rows[:-1]) if last.name == name and last.op in JOINS else []
+    lines = (*joined, _sum("params", [r.params for r in rows]), _sum("MACs", [r.macs for r in rows]),
              Line("FLOPs", times(2, f"{sum(r.macs for r in rows):,}"), sum(r.torch_flops for r in rows)),
              *_same([Line(f"RF {what}", "", rf, "as its last row's") for what, rf in zip(AXES, last.receptive_field)]))
-    return Explanation(".".join(group.path), f"{group.kind} ({len(rows)} rows)", rows[0].input_shape,
+    return Explanation(name, f"{group.kind} ({len(rows)} rows)", rows[0].input_shape,
                        last.output_shape, lines, sum(r.params for r in rows), sum(r.macs for r in rows),
                        sum(r.torch_flops for r in rows), sum(r.fvcore_flops for r in rows), last.receptive_field,
                        last.stride)

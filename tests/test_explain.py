@@ -120,3 +120,81 @@ def test_an_op_without_its_own_explanation_gets_its_handlers_numbers(monkeypatch
     conv1 = explain(load("alexnet"), ["conv1"])[0]
     assert conv1.lines[0].formula == "⌊(224 + 2·1 − 11) / 4⌋ + 1"
     assert next(l for l in conv1.lines if l.what == "params").value == 11_712
+
+
+def _lines(e: Explanation) -> dict[str, str]:
+    """`what` -> `formula = value` as printed."""
+    return {line.what: f"{line.formula} = {line.value:,}" if line.formula else f"{line.value:,}" for line in e.lines}
+
+
+@pytest.mark.parametrize("name", archcalc.list_models())
+def test_every_op_that_costs_or_changes_the_shape_works_it_out(name: str) -> None:
+    # a leaf row with params, MACs or a new shape gets its op's own arithmetic, and its MACs as a product
+    from archcalc.analysis import run
+    from archcalc.ops import EXPLANATIONS
+
+    model = load(name)
+    entering: dict[int, tuple] = {}
+    run(model, entering=entering)
+    explained = explain(model)
+    for i, (layer, shape, *_) in entering.items():
+        e = explained[i]
+        if e.params or e.macs or e.output_shape[1:] != shape:
+            assert layer.__class__ in EXPLANATIONS, f"{name}: {layer.OP} has no explanation"
+        if e.macs:
+            assert next(line for line in e.lines if line.what == "MACs").formula, e.name
+
+
+def test_attention_shows_its_projections_and_both_matmuls() -> None:
+    [mha] = explain(load("vit-b-16"), ["encoder.layers.0.attention.body.self_attention"])
+    lines = _lines(mha)
+    assert lines["params"] == "4 · 768 · 768 + 4 · 768 bias = 2,362,368"
+    assert lines["MACs Q, K, V, out"] == "4 · 197 · 768 · 768 = 464,781,312"
+    assert lines["MACs Q·Kᵀ"] == lines["MACs attention·V"] == "197 · 197 · 768 = 29,805,312"
+    assert lines["MACs"] == "464,781,312 + 29,805,312 + 29,805,312 = 524,391,936"
+    # Swin at 200 x 168: stage 1 is 50 x 42, padded to whole 7 x 7 windows
+    [swin] = explain(load("swin-t"), ["features.1.0.0.0.attention.body.attn"], input=(3, 200, 168))
+    lines = _lines(swin)
+    assert lines["padded H"] == "⌈50 / 7⌉ · 7 = 56" and lines["windows"] == "8 · 6 = 48"
+    assert lines["params"] == "4 · 96 · 96 + 3 · 96 + 96 + 13 · 13 · 3 = 37,755"
+    assert lines["MACs Q·Kᵀ"] == "48 · 49 · 49 · 96 = 11,063,808"
+    # Swin V2: the bias MLP's parameters, and its MACs once per forward whatever the batch
+    [v2] = explain(load("swin-v2-t"), ["features.1.0.0.1.attention.body.attn"], batch=2)
+    lines = _lines(v2)
+    assert lines["params"] == "4 · 96 · 96 + 3 · 96 + 96 + 3 + 2 · 512 + 512 + 512 · 3 = 40,323"
+    assert lines["MACs once per forward"] == "15 · 15 · (2 · 512 + 512 · 3) = 576,000"
+    assert lines["MACs in all"] == f"{2 * 201_326_592:,} + 576,000 = {2 * 201_326_592 + 576_000:,}"
+
+
+def test_tokens_norms_and_channel_ops_show_their_arithmetic() -> None:
+    vit = {e.name: _lines(e) for e in explain(load("vit-b-16"), ["tokens", "class_token", "encoder.pos_embedding",
+                                                                  "encoder.ln", "class_token_out"])}
+    assert vit["tokens"]["tokens N"] == "14 · 14 = 196"
+    assert vit["class_token"]["tokens N"] == "196 + 1 = 197" and vit["class_token"]["params"] == "768"
+    assert vit["encoder.pos_embedding"]["params"] == "197 · 768 = 151,296"
+    assert vit["encoder.ln"]["params"] == "2 · 768 = 1,536" and vit["encoder.ln"]["fvcore"] == "197 · 768 · 5 = 756,480"
+    assert vit["class_token_out"]["output"] == "768"
+    shuffle = {e.name: _lines(e) for e in explain(load("shufflenet-v2-x1-0"), ["stage2.rest.0.branches.0",
+                                                                               "stage2.rest.0.shuffle"])}
+    assert shuffle["stage2.rest.0.branches.0"]["part size"] == "⌈116 / 2⌉ = 58"
+    assert shuffle["stage2.rest.0.shuffle"]["channels per group"] == "116 / 2 = 58"
+    [merge] = explain(load("swin-t"), ["features.2.merge"])
+    assert _lines(merge)["output C"] == "4 · 96 = 384" and _lines(merge)["output H, W"] == "⌈56 / 2⌉ = 28"
+    [pad] = explain(load("resnet20"), ["layer2.first.residual.shortcut.pad"])
+    assert _lines(pad)["output C"] == "16 + 16 = 32"
+    [pool] = explain(load("alexnet"), ["pool1"])
+    assert _lines(pool)["windows"] == "96 · 26 · 26 = 64,896"
+    [flatten] = explain(load("alexnet"), ["flatten"])
+    assert _lines(flatten)["output"] == "256 · 5 · 5 = 6,400"
+
+
+def test_joins_show_how_their_paths_meet() -> None:
+    # a composite named by its path shows its join's arithmetic above the sums of its rows
+    [inception] = explain(load("googlenet"), ["inception3a.branches"])
+    assert _lines(inception)["output channels"] == "64 + 128 + 32 + 32 = 256"
+    rows = {e.name: e for e in explain(load("mobilenet-v3-small"))}
+    gate = rows["features.1.block.1.se"]  # the mul row, in the full listing
+    assert gate.description == "mul by 16x1x1" and "16x1x1 factor (broadcast" in gate.lines[0].note
+    assert _lines(gate)["output values"] == "16 · 56 · 56 = 50,176"
+    residual = next(e for e in explain(load("resnet18")) if e.description == "add (identity shortcut)")
+    assert _lines(residual)["output values"] == "64 · 56 · 56 = 200,704"

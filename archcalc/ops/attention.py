@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, check_in, describe_shape, new
+from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, Line, check_in, describe_shape, new, times
 from archcalc.ops.tokens import sequence
 from archcalc.spec import MultiheadAttention, ShiftedWindowAttention, ShiftedWindowAttentionV2, pair
 
@@ -75,4 +75,58 @@ DESCRIPTIONS = {
     MultiheadAttention: lambda layer: f"multiheadattention {layer.num_heads} heads",
     ShiftedWindowAttention: _window,
     ShiftedWindowAttentionV2: _window,
+}
+
+
+def _matmul_lines(projections: str, projected: int, scores: str, scored: int, total: int) -> list[Line]:
+    """The four projections, Q Kᵀ and attention x V (as large as Q Kᵀ), and their sum."""
+    return [Line("MACs Q, K, V, out", projections, projected, "the four projections"),
+            Line("MACs Q·Kᵀ", scores, scored, "every query with every key it attends to, over all heads"),
+            Line("MACs attention·V", scores, scored, "the weights times the values, as many"),
+            Line("MACs", f"{projected:,} + {scored:,} + {scored:,}", total)]
+
+
+def explain_multiheadattention(layer: MultiheadAttention, shape, cost: Cost) -> list[Line]:
+    """Params 4·D² (+ 4·D biases); MACs 4·N·D² for the projections, N²·D for each of the two matmuls."""
+    n, d = shape
+    bias = f" + {times(4, d)} bias" if layer.bias else ""
+    params = Line("params", times(4, d, d) + bias, cost.params,
+                  f"in_proj (3D x D: Q, K, V) and out_proj (D x D){', with biases' if layer.bias else ''}: "
+                  f"4·D²{' + 4·D' if layer.bias else ''}, D = {d}, {layer.num_heads} heads of {d // layer.num_heads}")
+    return [params, *_matmul_lines(times(4, n, d, d), 4 * n * d * d, times(n, n, d), n * n * d, cost.macs)]
+
+
+def explain_shiftedwindowattention(layer: ShiftedWindowAttention, shape, cost: Cost) -> list[Line]:
+    """Padded to whole windows; projections at every padded position, both matmuls within each window."""
+    h, w, c = shape
+    (wh, ww), heads = pair(layer.window_size), layer.num_heads
+    across, down = -(-h // wh), -(-w // ww)
+    window = wh * ww
+    lines = [Line("padded H", f"⌈{h} / {wh}⌉ · {wh}", across * wh, "torchvision pads the map to whole windows" if h % wh else ""),
+             Line("padded W", f"⌈{w} / {ww}⌉ · {ww}", down * ww, "torchvision pads the map to whole windows" if w % ww else ""),
+             Line("windows", times(across, down), across * down, f"of {wh}x{ww} = {window} positions each")]
+    terms = [times(4, c, c)] + ([times(3, c)] if layer.qkv_bias else []) + ([str(c)] if layer.proj_bias else [])
+    parts = "qkv (3C x C) and proj (C x C) weights" + (", qkv's biases" if layer.qkv_bias else "") + (
+        ", proj's bias" if layer.proj_bias else "")
+    if layer.__class__ is ShiftedWindowAttentionV2:
+        terms += [str(heads), f"{times(2, CPB_HIDDEN)} + {CPB_HIDDEN}", times(CPB_HIDDEN, heads)]
+        parts += f", a logit scale per head, the bias MLP 2 -> {CPB_HIDDEN} (with bias) -> {heads} heads"
+    else:
+        terms.append(times(2 * wh - 1, 2 * ww - 1, heads))
+        parts += f", the relative position bias table ((2·{wh} − 1) x (2·{ww} − 1) x heads)"
+    lines.append(Line("params", " + ".join(terms), cost.params, parts))
+    positions = across * wh * down * ww
+    lines += _matmul_lines(times(across * wh, down * ww, 4, c, c), positions * 4 * c * c,
+                           times(across * down, window, window, c), across * down * window * window * c, cost.macs)
+    if layer.__class__ is ShiftedWindowAttentionV2:
+        lines.append(Line("MACs once per forward", times(2 * wh - 1, 2 * ww - 1, f"({times(2, CPB_HIDDEN)} + "
+                                                         f"{times(CPB_HIDDEN, heads)})"), position_bias_mlp(layer),
+                          f"the bias MLP on the (2·{wh} − 1) x (2·{ww} − 1) relative offsets, whatever the batch"))
+    return lines
+
+
+EXPLANATIONS = {
+    MultiheadAttention: explain_multiheadattention,
+    ShiftedWindowAttention: explain_shiftedwindowattention,
+    ShiftedWindowAttentionV2: explain_shiftedwindowattention,
 }

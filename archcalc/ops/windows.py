@@ -140,8 +140,22 @@ def explain_conv2d(layer: Conv2d, shape, cost: Cost) -> list[Line]:
     return lines
 
 
+def _explain_pool(layer: MaxPool2d | AvgPool2d, shape, cost: Cost) -> list[Line]:
+    """One window per output position and channel; torch compares or adds inside it, which MACs do not count."""
+    (kh, kw), (c, oh, ow) = pair(layer.kernel_size), cost.output
+    if isinstance(layer, MaxPool2d):
+        what = f"the largest of its {kh}x{kw} inputs"
+    else:
+        padded = "padding counted" if layer.count_include_pad else "padding not counted"
+        what = f"the mean of its {kh}x{kw} inputs ({padded})"
+    return [Line("windows", times(c, oh, ow), c * oh * ow, f"one per output value: {what}, no multiply-accumulates")]
+
+
 def explain_adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape, cost: Cost) -> list[Line]:
     return [Line("fvcore", times(*shape), cost.fvcore, "fvcore counts 1 per input element")]
 
 
-EXPLANATIONS = {Conv2d: explain_conv2d, AdaptiveAvgPool2d: explain_adaptiveavgpool2d}
+EXPLANATIONS = {
+    Conv2d: explain_conv2d, MaxPool2d: _explain_pool, AvgPool2d: _explain_pool,
+    AdaptiveAvgPool2d: explain_adaptiveavgpool2d,
+}
