@@ -23,7 +23,7 @@ from archcalc.result import Group, Result, Row
 from archcalc.spec import Model
 
 AXES = ("H", "W")
-NO_MACS = "no multiply-accumulates (MACs count conv2d, linear and attention's matmuls)"
+NO_MACS = "no multiply-accumulates: MACs count conv2d, linear and attention's matmuls"
 
 
 @dataclass(frozen=True)

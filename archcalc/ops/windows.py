@@ -148,7 +148,7 @@ def _explain_pool(layer: MaxPool2d | AvgPool2d, shape, cost: Cost) -> list[Line]
     else:
         padded = "padding counted" if layer.count_include_pad else "padding not counted"
         what = f"the mean of its {kh}x{kw} inputs ({padded})"
-    return [Line("windows", times(c, oh, ow), c * oh * ow, f"one per output value: {what}, no multiply-accumulates")]
+    return [Line("windows", times(c, oh, ow), c * oh * ow, f"one per output value: {what}")]
 
 
 def explain_adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape, cost: Cost) -> list[Line]:

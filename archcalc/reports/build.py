@@ -20,7 +20,7 @@ WRITTEN_ELSEWHERE = (CROSSCHECK, PERFORMANCE, IMPORT, *(plot_name(Path(PERFORMAN
 # (file, what it shows, its module: `render() -> str`, and `charts() -> {path: png}` where it draws any);
 # the per-model pages come after these
 REPORTS: tuple[tuple[str, str, ModuleType], ...] = (
-    ("lenet-vs-alexnet.md", "LeNet vs AlexNet layer by layer, and the seeds' \"10x parameters, 260x compute\"",
+    ("lenet-vs-alexnet.md", "LeNet vs AlexNet layer by layer, and the course notes' \"10x parameters, 260x compute\"",
      lenet_alexnet),
     ("one-by-one-convolutions.md", "Inception's 1x1 reductions: CS231n's module, and GoogLeNet with and without them",
      one_by_one),
@@ -28,7 +28,7 @@ REPORTS: tuple[tuple[str, str, ModuleType], ...] = (
      stacked),
     ("families.md", "VGG, ResNet and GoogLeNet variants side by side; MACs against input resolution",
      families),
-    ("claims.md", "Every numeric claim of the seed notes, recomputed, with a verdict", claims),
+    ("claims.md", "Every numeric claim of the course notes this project audits, recomputed, with a verdict", claims),
     ("accuracy.md", "ImageNet top-1 against MACs and against parameters for every torchvision built-in, Pareto fronts "
      "marked", accuracy),
 )
