@@ -2,6 +2,7 @@
 
 import enum
 import os
+import shutil
 import sys
 from typing import Annotated, Optional
 
@@ -14,7 +15,7 @@ from archcalc.cli_common import (
 )
 from archcalc.analysis import run
 from archcalc.errors import SpecError
-from archcalc.formatting import render, to_json
+from archcalc.formatting import plain_output, render, to_json
 from archcalc.registry import list_models
 from archcalc.tables import compare_table, compare_dict, layer_table, model_table
 
@@ -194,7 +195,11 @@ def explain(
                                    input=input.resolve(spec.input) if input is not None else None)
     except SpecError as err:
         fail(err)
-    sys.stdout.write(to_markdown(explained) if format is ExplainFormat.markdown else to_text(explained))
+    if format is ExplainFormat.markdown:
+        sys.stdout.write(to_markdown(explained))
+        return
+    # on a terminal, long lines are broken between words to its width; piped, one line per number
+    sys.stdout.write(to_text(explained, None if plain_output() else shutil.get_terminal_size().columns))
 
 
 # ---------------------------------------------------------------------------------------

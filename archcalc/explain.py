@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import difflib
+import textwrap
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -278,15 +279,32 @@ def _worked(line: Line) -> str:
     return f"{line.formula} = {line.value:,}" if line.formula else f"{line.value:,}"
 
 
-def to_text(explanations: Sequence[Explanation]) -> str:
-    """Each layer: a heading line, then one line per number, aligned; notes after a `--`."""
+def _wrapped(text: str, width: int | None, indent: str) -> list[str]:
+    """`text` as it is, or broken between words into lines of at most `width` (never inside a number)."""
+    if width is None or len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
+def to_text(explanations: Sequence[Explanation], width: int | None = None) -> str:
+    """Each layer: a heading line, then one line per number, aligned; notes after a `--`. With a
+    `width` (a terminal's), a longer line is broken between words, under its worked-out column."""
     blocks = []
     for e in explanations:
-        width = max(len(line.what) for line in e.lines)
-        body = [f"  {line.what:<{width}}  {_worked(line)}" + (f"  -- {line.note}" if line.note else "")
-                for line in e.lines]
-        blocks.append("\n".join([f"{e.name}: {e.description}, {_shape(e.input_shape)} -> {_shape(e.output_shape)}",
-                                 *body]))
+        column = max(len(line.what) for line in e.lines)
+        indent = " " * (column + 4)
+        body = [f"{e.name}: {e.description}, {_shape(e.input_shape)} -> {_shape(e.output_shape)}"]
+        body = _wrapped(body[0], width, "    ")
+        for line in e.lines:
+            worked = f"  {line.what:<{column}}  {_worked(line)}"
+            note = f"  -- {line.note}" if line.note else ""
+            if width is None or len(worked + note) <= width:
+                body.append(worked + note)
+                continue
+            body += _wrapped(worked, width, indent)
+            if note:
+                body += _wrapped(indent + note.strip(), width, indent + "   ")
+        blocks.append("\n".join(body))
     return "\n\n".join(blocks) + "\n"
 
 

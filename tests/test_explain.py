@@ -198,3 +198,16 @@ def test_joins_show_how_their_paths_meet() -> None:
     assert _lines(gate)["output values"] == "16 · 56 · 56 = 50,176"
     residual = next(e for e in explain(load("resnet18")) if e.description == "add (identity shortcut)")
     assert _lines(residual)["output values"] == "64 · 56 · 56 = 200,704"
+
+
+def test_on_a_terminal_long_lines_break_between_words_to_its_width() -> None:
+    from archcalc.explain import to_text
+
+    explained = explain(load("swin-v2-t"), ["features.1.0.0.1.attention.body.attn", "features.0.2"])
+    whole = to_text(explained)  # piped: one line per number, however long
+    assert max(map(len, whole.splitlines())) > 120
+    for width in (80, 100, 120):
+        text = to_text(explained, width)
+        assert max(map(len, text.splitlines())) <= width
+        assert text.split() == whole.split()  # the same words, numbers never cut
+    assert runner.invoke(app, ["explain", "swin-v2-t", "features.0.2"]).stdout == to_text(explained[1:])
