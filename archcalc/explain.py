@@ -167,6 +167,8 @@ def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanat
         cost = HANDLERS[layer.__class__](layer, shape)
     worked = EXPLANATIONS.get(layer.__class__)
     own = worked(layer, shape, cost) if worked else []
+    if _auxiliary(result, i):
+        return _explain_auxiliary(result.rows[i], _output_lines(record) + own, cost)
     lines = _output_lines(record) + [line for line in own if line.what != "fvcore"]
     said = {line.what for line in lines + own}
     n = result.batch
@@ -195,6 +197,22 @@ def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanat
     rf_lines, new_rf, new_jump = _receptive_lines(cost.window, rf, jump, grid)
     return Explanation(row.name, row.description, row.input_shape, (n, *cost.output), tuple(_same(lines + rf_lines)),
                        cost.params, macs, 2 * macs, n * cost.fvcore + once, _whole(new_rf), _whole(new_jump))
+
+
+def _auxiliary(result: Result, i: int) -> bool:
+    """Whether row `i` is inside an `auxiliary` composite (whose layers do not run at inference)."""
+    return any(g.kind == "auxiliary" and g.start <= i < g.stop for g in result.groups)
+
+
+def _explain_auxiliary(row: Row, worked: list[Line], cost) -> Explanation:
+    """A layer of an auxiliary head: its output and parameters as its op works them out, and no cost, as the table."""
+    lines = [line for line in worked if not line.what.startswith(("MACs", "fvcore"))]
+    if not any(line.what == "params" for line in lines):
+        lines.append(Line("params", "", cost.params))
+    lines += [Line("MACs", "", 0, "an auxiliary head: its parameters count, it does not run at inference"),
+              *_same([Line(f"RF {what}", "", rf, "as its row's") for what, rf in zip(AXES, row.receptive_field)])]
+    return Explanation(row.name, row.description, row.input_shape, row.output_shape, tuple(_same(lines)), row.params,
+                       0, 0, 0, row.receptive_field, row.stride)
 
 
 def _joined(result: Result, i: int) -> Explanation:
@@ -259,8 +277,9 @@ def _explain_group(result: Result, group: Group) -> Explanation:
     last = rows[-1]
     name = ".".join(group.path)
     joined = JOINS[last.op](result, last, rows[:-1]) if last.name == name and last.op in JOINS else []
+    macs = sum(r.macs for r in rows)
     lines = (*joined, _sum("params", [r.params for r in rows]), _sum("MACs", [r.macs for r in rows]),
-             Line("FLOPs", times(2, f"{sum(r.macs for r in rows):,}"), sum(r.torch_flops for r in rows)),
+             *([Line("FLOPs", times(2, f"{macs:,}"), sum(r.torch_flops for r in rows))] if macs else []),
              *_same([Line(f"RF {what}", "", rf, "as its last row's") for what, rf in zip(AXES, last.receptive_field)]))
     return Explanation(name, f"{group.kind} ({len(rows)} rows)", rows[0].input_shape,
                        last.output_shape, lines, sum(r.params for r in rows), sum(r.macs for r in rows),

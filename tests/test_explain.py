@@ -211,3 +211,22 @@ def test_on_a_terminal_long_lines_break_between_words_to_its_width() -> None:
         assert max(map(len, text.splitlines())) <= width
         assert text.split() == whole.split()  # the same words, numbers never cut
     assert runner.invoke(app, ["explain", "swin-v2-t", "features.0.2"]).stdout == to_text(explained[1:])
+
+
+def test_an_auxiliary_head_has_its_parameters_and_no_cost_as_the_table() -> None:
+    from archcalc.spec import Auxiliary, Flatten, Gate, Linear, Sigmoid
+
+    model = Model(name="heads", input=(3, 16, 16), layers=[
+        Conv2d(out_channels=8, kernel_size=3, padding=1),
+        Auxiliary(name="aux", layers=[AdaptiveAvgPool2d(output_size=1), Flatten(), Linear(out_features=10)]),
+        ReLU(),
+        Gate(name="se", layers=[AdaptiveAvgPool2d(output_size=1), Conv2d(out_channels=8, kernel_size=1), Sigmoid()]),
+    ])
+    result = archcalc.analyze(model, batch=3)
+    explained = explain(model, batch=3)
+    for e, row in zip(explained, result.rows):
+        assert_matches(e, row)
+    head = next(e for e in explained if e.name == "aux.2")
+    assert _lines(head)["params"] == "8 · 10 + 10 bias = 90" and head.macs == 0
+    [aux] = explain(model, ["aux"], batch=3)
+    assert aux.macs == 0 and "FLOPs" not in _lines(aux)
