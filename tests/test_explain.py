@@ -9,13 +9,19 @@ import subprocess
 import sys
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import archcalc
 from archcalc.cli import app
 from archcalc.explain import Explanation, UnknownLayerError, explain, to_markdown
+from archcalc.loader import SpecFile
 from archcalc.registry import load
 from archcalc.spec import AdaptiveAvgPool2d, Conv2d, MaxPool2d, Model, ReLU
+from archcalc.yamlfile import parse
+from spec_strategies import valid_specs
 
 runner = CliRunner()
 
@@ -230,3 +236,16 @@ def test_an_auxiliary_head_has_its_parameters_and_no_cost_as_the_table() -> None
     assert _lines(head)["params"] == "8 · 10 + 10 bias = 90" and head.macs == 0
     [aux] = explain(model, ["aux"], batch=3)
     assert aux.macs == 0 and "FLOPs" not in _lines(aux)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=valid_specs(), batch=st.integers(1, 3))
+def test_random_specs_are_explained_as_the_table_has_them(spec, batch) -> None:
+    # every op and composite the random-spec generator makes (tests/spec_strategies.py), at any batch
+    model = SpecFile("random.yaml", parse(yaml.safe_dump(spec, sort_keys=False), "random.yaml")).model()
+    result = archcalc.analyze(model, batch=batch)
+    explained = explain(model, batch=batch)
+    assert len(explained) == len(result.rows)
+    for e, row in zip(explained, result.rows):
+        assert_matches(e, row)
