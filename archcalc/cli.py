@@ -187,7 +187,7 @@ def explain(
     """Each layer's output size per axis, params, MACs, FLOPs, receptive field and stride, worked out with the
     values put in (from the same code as the table).
     """
-    from archcalc.explain import explain as explain_layers, to_markdown, to_text
+    from archcalc.explain import conventions, explain as explain_layers, to_markdown, to_text
 
     spec = load_model(model, set)
     try:
@@ -196,10 +196,11 @@ def explain(
     except SpecError as err:
         fail(err)
     if format is ExplainFormat.markdown:
-        sys.stdout.write(to_markdown(explained))
+        sys.stdout.write(to_markdown(explained) + "\n" + conventions())
         return
     # on a terminal, long lines are broken between words to its width; piped, one line per number
-    sys.stdout.write(to_text(explained, None if plain_output() else shutil.get_terminal_size().columns))
+    width = None if plain_output() else shutil.get_terminal_size().columns
+    sys.stdout.write(to_text(explained, width) + "\n" + conventions(width))
 
 
 # ---------------------------------------------------------------------------------------

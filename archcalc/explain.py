@@ -22,9 +22,10 @@ from archcalc.ops import EXPLANATIONS, GLOBAL, HANDLERS, PER_FORWARD, Axis, Bins
 from archcalc.ops.common import axis_formula, times
 from archcalc.result import Group, Result, Row
 from archcalc.spec import Model
+from archcalc.tables import briefly
 
 AXES = ("H", "W")
-NO_MACS = "no multiply-accumulates: MACs count conv2d, linear and attention's matmuls"
+NO_MACS = "no multiply-accumulates"  # what MACs count is said once, under the output (`conventions`)
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,12 @@ def to_text(explanations: Sequence[Explanation], width: int | None = None) -> st
                 body += _wrapped(indent + note.strip(), width, indent + "   ")
         blocks.append("\n".join(body))
     return "\n\n".join(blocks) + "\n"
+
+
+def conventions(width: int | None = None) -> str:
+    """The counting conventions, said once under the explanations (as under a table)."""
+    text = briefly("MACs", "FLOPs", "RF", more="`archcalc table --explain-columns` says more")
+    return "\n".join(_wrapped(text, width, "")) + "\n"
 
 
 def to_markdown(explanations: Sequence[Explanation]) -> str:

@@ -21,7 +21,7 @@ LAYER_COLUMNS = (
 )
 
 
-def briefly(*terms: str) -> str:
+def briefly(*terms: str, more: str = "--explain-columns says more") -> str:
     """The counting conventions a table uses, in one line under it; --explain-columns has the long version."""
     said = {
         "MACs": "MACs: multiply-accumulates of conv2d, linear and attention's matmuls (no bias adds)",
@@ -29,7 +29,7 @@ def briefly(*terms: str) -> str:
         "RF": "RF: receptive field",
         "depth": "depth: conv, linear and attention layers on the longest path",
     }
-    return "; ".join([*(said[t] for t in terms), "--explain-columns says more"])
+    return "; ".join([*(said[t] for t in terms), more])
 
 
 # (column, what it counts), printed by --explain-columns; README's "Counting conventions" says the same

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 import archcalc
 from archcalc.cli import app
-from archcalc.explain import Explanation, UnknownLayerError, explain, to_markdown
+from archcalc.explain import Explanation, UnknownLayerError, conventions, explain, to_markdown
 from archcalc.loader import SpecFile
 from archcalc.registry import load
 from archcalc.spec import AdaptiveAvgPool2d, Conv2d, MaxPool2d, Model, ReLU
@@ -104,7 +105,9 @@ def test_cli_shows_the_arithmetic() -> None:
                  "96 · 54 · 54 · (1 · 11 · 11) = 33,872,256", "11 + (3 − 1) · 4 = 19"):
         assert text in out
     md = runner.invoke(app, ["explain", "alexnet", "conv1", "--format", "markdown"]).stdout
-    assert md == to_markdown(explain(load("alexnet"), ["conv1"])) and "| params | 96 · (1 · 11 · 11)" in md
+    assert md == to_markdown(explain(load("alexnet"), ["conv1"])) + "\n" + conventions()
+    assert "| params | 96 · (1 · 11 · 11)" in md and out.endswith("\n\n" + conventions())
+    assert "MACs: multiply-accumulates of conv2d, linear and attention's matmuls" in conventions()  # said once
     bad = runner.invoke(app, ["explain", "alexnet", "cnv1"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: alexnet has no layer 'cnv1' (did you mean conv1?)")
 
@@ -216,7 +219,7 @@ def test_on_a_terminal_long_lines_break_between_words_to_its_width() -> None:
         text = to_text(explained, width)
         assert max(map(len, text.splitlines())) <= width
         assert text.split() == whole.split()  # the same words, numbers never cut
-    assert runner.invoke(app, ["explain", "swin-v2-t", "features.0.2"]).stdout == to_text(explained[1:])
+    assert runner.invoke(app, ["explain", "swin-v2-t", "features.0.2"]).stdout == to_text(explained[1:]) + "\n" + conventions()
 
 
 def test_an_auxiliary_head_has_its_parameters_and_no_cost_as_the_table() -> None:
@@ -249,3 +252,30 @@ def test_random_specs_are_explained_as_the_table_has_them(spec, batch) -> None:
     assert len(explained) == len(result.rows)
     for e, row in zip(explained, result.rows):
         assert_matches(e, row)
+
+
+GOLDEN = Path(__file__).parent / "golden"
+# one layer (or composite) of each kind of op, from the built-ins that have them
+EXPLAINED_OPS = {
+    "alexnet": ["conv1", "pool1", "flatten", "fc6"],
+    "vit-b-16": ["tokens", "class_token", "encoder.pos_embedding", "encoder.layers.0.attention.body.ln_1",
+                 "encoder.layers.0.attention.body.self_attention", "class_token_out"],
+    "swin-v2-t": ["features.0.1", "features.1.0.0.1.attention.body.attn", "features.2.merge"],
+    "convnext-tiny": ["features.1.0.0.residual.body.layer_scale", "features.1.0.0.residual"],
+    "shufflenet-v2-x1-0": ["stage2.rest.0.branches.1.0", "stage2.rest.0.branches", "stage2.rest.0.shuffle"],
+    "mobilenet-v3-small": ["features.1.block.1.se"],
+    "googlenet-torchvision": ["inception3a.branches"],
+    "resnet20": ["layer2.first.residual.shortcut.pad"],
+}
+
+
+@pytest.mark.parametrize("suffix", ["txt", "80.txt", "md"])
+def test_explained_ops_golden(suffix: str, update_golden: bool) -> None:
+    from archcalc.explain import to_text
+
+    explained = [e for model, names in EXPLAINED_OPS.items() for e in explain(load(model), names)]
+    out = {"txt": to_text(explained), "80.txt": to_text(explained, 80), "md": to_markdown(explained)}[suffix]
+    path = GOLDEN / f"explain_ops.{suffix}"
+    if update_golden:
+        path.write_text(out)
+    assert out == path.read_text(), f"{path.name} changed: review, then rerun with pytest --update-golden"
