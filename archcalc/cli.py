@@ -184,8 +184,9 @@ def explain(
     format: Annotated[ExplainFormat, typer.Option(
         "--format", "-f", case_sensitive=False, help="text, or markdown for notes and slides.")] = ExplainFormat.text,
 ) -> None:
-    """Each layer's output size per axis, params, MACs, FLOPs, receptive field and stride, worked out with the
-    values put in (from the same code as the table).
+    """Each layer's output size, params, MACs, FLOPs and receptive field, worked out with the values put in.
+
+    The numbers come from the same code as the table's.
     """
     from archcalc.explain import conventions, explain as explain_layers, to_markdown, to_text
 

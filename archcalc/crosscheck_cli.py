@@ -159,8 +159,10 @@ def crosscheck(
     format: FormatOption = OutputFormat.table,
     units: UnitsOption = False,
 ) -> None:
-    """Build the spec as a torch network, run it and compare every layer's output shape, params, fvcore count and
-    FlopCounterMode count with the calculator's. Exit 1 on any disagreement.
+    """Run the spec as a torch network and compare every layer with fvcore and FlopCounterMode.
+
+    Every layer's output shape, params, fvcore count and FlopCounterMode count is compared with the
+    calculator's. Exit 1 on any disagreement.
     """
     if all_models == (model is not None):
         raise typer.BadParameter("give a MODEL or --all (not both)", param_hint="MODEL")

@@ -47,8 +47,10 @@ def report(
     device: Annotated[str, typer.Option(
         "--device", metavar="auto|cpu|cuda", help="Device for --crosscheck.")] = "auto",
 ) -> None:
-    """Generate the markdown reports (README index, one page per built-in, LeNet vs AlexNet, 1x1 convolutions,
-    stacked 3x3, families, the audit of the course notes' claims) and their PNG charts.
+    """Generate the markdown reports and their PNG charts, or check that they are current.
+
+    The README index, one page per built-in, LeNet vs AlexNet, 1x1 convolutions, stacked 3x3, families
+    and the audit of the course notes' claims.
 
     Without --crosscheck, crosscheck.md is left alone and torch is never imported.
     """

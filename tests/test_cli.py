@@ -422,3 +422,13 @@ def test_no_prose_says_seeds() -> None:
              claims.render(), lenet_alexnet.render(), *(what for _, what, _ in REPORTS)]
     for text in texts:
         assert not re.search(r"\bseeds?\b", text, re.IGNORECASE), re.search(r".{40}\bseeds?\b.{40}", text, re.I)
+
+
+def test_every_command_has_a_one_line_summary_in_the_help() -> None:
+    # the command list shows each summary as it is written: a line break inside it broke the list mid-sentence
+    import typer
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        summary = command.short_help or command.help.split("\n\n")[0]
+        assert "\n" not in summary.strip(), name
