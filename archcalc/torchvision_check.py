@@ -52,8 +52,12 @@ def import_torchvision():
 
 
 # What a torchvision builder is called with so that it builds the network its published figures
-# describe: with weights=None, googlenet adds the training-only auxiliary classifiers.
-BUILDER_KWARGS: dict[str, dict[str, Any]] = {"googlenet": {"aux_logits": False, "init_weights": True}}
+# describe: with weights=None, googlenet adds the training-only auxiliary classifiers; ViT-H/14's
+# default (SWAG) weights are for 518 x 518, and its position embedding is sized at build.
+BUILDER_KWARGS: dict[str, dict[str, Any]] = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "vit_h_14": {"image_size": 518},
+}
 
 
 def builder_name(name: str) -> str:
