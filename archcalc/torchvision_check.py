@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from archcalc.registry import load
+from archcalc.registry import list_models, load
 from archcalc.spec import Model
 from archcalc.torchbuild import build_module
 
@@ -61,8 +62,14 @@ BUILDER_KWARGS: dict[str, dict[str, Any]] = {
 
 
 def builder_name(name: str) -> str:
-    """torchvision's builder for a built-in: `efficientnet-b0` -> efficientnet_b0, `alexnet-torchvision` -> alexnet."""
-    return name.removesuffix("-torchvision").replace("-", "_")
+    """torchvision's builder for a built-in: the one its `published:` names, else by spelling
+    (`efficientnet-b0` -> efficientnet_b0, `alexnet-torchvision` -> alexnet)."""
+    return load(name).published.get("torchvision") or name.removesuffix("-torchvision").replace("-", "_")
+
+
+def torchvision_builtins() -> list[str]:
+    """Every built-in that claims to be a torchvision model (its `published:` names the builder)."""
+    return [name for name in list_models() if load(name).published.get("torchvision")]
 
 
 def _floating(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -121,6 +128,12 @@ class Identity:
     output_scale: float
     layers: int  # conv / linear / norm layers whose output shapes were compared
     shape_mismatch: str | None
+    seconds: float = 0.0  # building both, moving the weights, two forward passes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.name, "input": list(self.input), "layers": self.layers,
+                "max_abs_difference": self.max_abs_difference, "output_scale": self.output_scale,
+                "shape_mismatch": self.shape_mismatch, "seconds": self.seconds, "ok": self.ok}
 
     @property
     def ok(self) -> bool:
@@ -136,6 +149,7 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
     to the identity, and every parameter gets a little noise, so that none stays zero.
     `torchvision_kwargs` go to the builder (ViT's image_size at another input).
     """
+    started = time.perf_counter()
     models = import_torchvision()
     shape = tuple(input) if input is not None else load(name).input
     torch.manual_seed(seed)
@@ -165,7 +179,8 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
     elif expected.shape != got.shape:
         mismatch = f"output: torchvision {tuple(expected.shape)}, archcalc {tuple(got.shape)}"
     difference = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
-    return Identity(name, shape, difference, float(expected.abs().max()), len(expected_shapes), mismatch)
+    return Identity(name, shape, difference, float(expected.abs().max()), len(expected_shapes), mismatch,
+                    time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -188,8 +203,6 @@ class ImportCheck:
 def check_import(name: str, input: tuple[int, ...] | None = None) -> ImportCheck:
     """Import torchvision's builder for the built-in `name` (built on the meta device), compare its
     totals with the built-in's, then prove the imported spec is torchvision's function (check_identity)."""
-    import time
-
     from archcalc.analysis import run
     from archcalc.importer import convert
 
