@@ -57,6 +57,11 @@ def families() -> list[str]:
     return sorted({_family(spec_file) for spec_file in _builtin_files()})
 
 
+def family_description(family: str) -> str:
+    """What a family's file says it holds (its top-level `description:`)."""
+    return next((f.description or "" for f in _builtin_files() if _family(f) == family), "")
+
+
 def family(name: str) -> str:
     """The family of a built-in model: the name of the file it is written in."""
     return _family(_builtin_index()[builtin_name(name)])

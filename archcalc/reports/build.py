@@ -27,7 +27,8 @@ REPORTS: tuple[tuple[str, str, ModuleType], ...] = (
      one_by_one),
     ("stacked-3x3.md", "One 7x7 (5x5) convolution vs stacked 3x3: weights, receptive field, VGG vs AlexNet",
      stacked),
-    ("families.md", "VGG, ResNet and GoogLeNet variants side by side; MACs against input resolution",
+    ("families.md", "Every family's variants side by side (VGG, ResNet and GoogLeNet in detail); MACs against input "
+     "resolution",
      families),
     ("claims.md", "Every numeric claim of the seed notes, recomputed, with a verdict", claims),
     ("accuracy.md", "ImageNet top-1 against MACs and against parameters for every torchvision built-in, Pareto fronts "
