@@ -44,6 +44,9 @@ MODERN = [
     ("convnext-tiny", None, {}), ("convnext-tiny", (3, 160, 160), {}),
     ("vit-b-16", None, {}), ("vit-b-16", (3, 160, 160), {"image_size": 160}),
     ("swin-t", None, {}), ("swin-t", (3, 200, 168), {}),  # 200 x 168: every stage's windows padded
+    # MaxViT's 7 x 7 partitions must tile every stage: 221 to 224 give 56, 28, 14 and 7 (221 is the
+    # smallest valid input); torchvision's grid partitions assume the square input it is built for
+    ("maxvit-t", None, {}), ("maxvit-t", (3, 221, 221), {"input_size": (221, 221)}),
 ]
 
 
