@@ -155,7 +155,8 @@ def _layer_shapes(module: nn.Module, x: torch.Tensor, positions: bool = False,
             calls.append((name, (kind, shape)))
         return record
 
-    handles = [m.register_forward_hook(recorder(name)) for name, m in module.named_modules() if isinstance(m, _RECORDED)]
+    handles = [m.register_forward_hook(recorder(name))
+               for name, m in module.named_modules() if isinstance(m, _RECORDED)]
     try:
         with torch.no_grad():
             output = module(x)

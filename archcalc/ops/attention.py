@@ -34,7 +34,8 @@ def _channels_last(shape, op: str) -> tuple[int, int, int]:
     """A channels-last H x W x C input, or the error that says what came instead."""
     if len(shape) != 3 or shape.__class__ is not ChannelsLast:
         raise SpecError(
-            f"{op} needs a channels-last H x W x C map, got {describe_shape(shape)}: add a permute [0, 2, 3, 1] before it"
+            f"{op} needs a channels-last H x W x C map, got {describe_shape(shape)}: "
+            "add a permute [0, 2, 3, 1] before it"
         )
     return shape  # type: ignore[return-value]
 
