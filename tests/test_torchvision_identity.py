@@ -65,3 +65,20 @@ def test_weight_mapping_uses_every_tensor_once() -> None:
     mapping = transfer_weights(models.resnet18(), build_module("resnet18", init=False))
     assert len(mapping) == len(set(mapping.values())) == 62 + 40  # 62 parameters, 20 batch norms x 2 running stats
     assert mapping["stem.conv1.conv.weight"] == "conv1.weight"
+
+
+def test_maxvit_shortcut_weights_are_taken_after_the_body() -> None:
+    # MBConv registers `proj` (avgpool, 1x1 conv with bias) before `layers`; the spec's residual its body
+    # first, and a 64-vector is a batch norm's weight or the projection's bias alike
+    from archcalc.torchbuild import build_module
+    from archcalc.torchvision_check import SHORTCUT_FIRST, transfer_weights
+
+    models = import_torchvision()
+    reference, ours = models.maxvit_t(), build_module("maxvit-t", init=False)
+    tv, here = "blocks.0.layers.0.layers.MBconv.", "blocks.0.0.0.MBconv."
+    naive = transfer_weights(reference, ours)
+    assert naive[here + "body.pre_norm.weight"] == tv + "proj.1.bias"  # shape order alone goes wrong
+    mapping = transfer_weights(reference, ours, SHORTCUT_FIRST["maxvit_t"])
+    assert mapping[here + "body.pre_norm.weight"] == tv + "layers.pre_norm.weight"
+    assert mapping[here + "shortcut.1.bias"] == tv + "proj.1.bias"
+    assert all(key.rpartition(".")[2] == source.rpartition(".")[2] for key, source in mapping.items())
