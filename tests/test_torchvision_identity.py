@@ -44,6 +44,9 @@ MODERN = [
     ("convnext-tiny", None, {}), ("convnext-tiny", (3, 160, 160), {}),
     ("vit-b-16", None, {}), ("vit-b-16", (3, 160, 160), {"image_size": 160}),
     ("swin-t", None, {}), ("swin-t", (3, 200, 168), {}),  # 200 x 168: every stage's windows padded
+    # MaxViT's 7 x 7 partitions must tile every stage: 221 to 224 give 56, 28, 14 and 7 (221 is the
+    # smallest valid input); torchvision's grid partitions assume the square input it is built for
+    ("maxvit-t", None, {}), ("maxvit-t", (3, 221, 221), {"input_size": (221, 221)}),
 ]
 
 
@@ -62,3 +65,20 @@ def test_weight_mapping_uses_every_tensor_once() -> None:
     mapping = transfer_weights(models.resnet18(), build_module("resnet18", init=False))
     assert len(mapping) == len(set(mapping.values())) == 62 + 40  # 62 parameters, 20 batch norms x 2 running stats
     assert mapping["stem.conv1.conv.weight"] == "conv1.weight"
+
+
+def test_maxvit_shortcut_weights_are_taken_after_the_body() -> None:
+    # MBConv registers `proj` (avgpool, 1x1 conv with bias) before `layers`; the spec's residual its body
+    # first, and a 64-vector is a batch norm's weight or the projection's bias alike
+    from archcalc.torchbuild import build_module
+    from archcalc.torchvision_check import SHORTCUT_FIRST, transfer_weights
+
+    models = import_torchvision()
+    reference, ours = models.maxvit_t(), build_module("maxvit-t", init=False)
+    tv, here = "blocks.0.layers.0.layers.MBconv.", "blocks.0.0.0.MBconv."
+    naive = transfer_weights(reference, ours)
+    assert naive[here + "body.pre_norm.weight"] == tv + "proj.1.bias"  # shape order alone goes wrong
+    mapping = transfer_weights(reference, ours, SHORTCUT_FIRST["maxvit_t"])
+    assert mapping[here + "body.pre_norm.weight"] == tv + "layers.pre_norm.weight"
+    assert mapping[here + "shortcut.1.bias"] == tv + "proj.1.bias"
+    assert all(key.rpartition(".")[2] == source.rpartition(".")[2] for key, source in mapping.items())
