@@ -28,6 +28,7 @@ CASES = [
     ("wide-resnet50-2", (3, 64, 64)),
     ("squeezenet1-0", (3, 64, 64)),  # ceil-mode pools: 64 -> 29 -> 14 -> 7 -> 3
     ("squeezenet1-1", (3, 64, 64)),
+    ("mobilenet-v2", (3, 96, 96)),
 ]
 
 
@@ -57,6 +58,17 @@ MODERN = [
 @pytest.mark.parametrize("name, shape, kwargs", MODERN, ids=[f"{c[0]}-{c[1][1] if c[1] else 'default'}" for c in MODERN])
 def test_modern_builtin_is_torchvisions_function_at_two_sizes(name: str, shape, kwargs) -> None:
     result = check_identity(name, shape, torchvision_kwargs=kwargs)
+    assert result.shape_mismatch is None, result.shape_mismatch
+    assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
+
+
+@pytest.mark.parametrize("width_mult", [0.35, 1.4])
+def test_mobilenet_v2_width_multiplier_is_torchvisions(width_mult: float) -> None:
+    """The spec's make_divisible widths follow torchvision's MobileNetV2(width_mult=...) off the default 1.0."""
+    import archcalc
+
+    spec = archcalc.load("mobilenet-v2", {"width_mult": width_mult})
+    result = check_identity("mobilenet-v2", (3, 96, 96), torchvision_kwargs={"width_mult": width_mult}, spec=spec)
     assert result.shape_mismatch is None, result.shape_mismatch
     assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
 
