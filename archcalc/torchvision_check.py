@@ -56,10 +56,14 @@ def import_torchvision():
 
 # What a torchvision builder is called with so that it builds the network its published figures
 # describe: with weights=None, googlenet adds the training-only auxiliary classifiers; ViT-H/14's
-# default (SWAG) weights are for 518 x 518, and its position embedding is sized at build.
+# default (SWAG) weights are for 518 x 518, and its position embedding is sized at build;
+# inception_v3 keeps its auxiliary classifier (counted in its published params) and, as
+# inception.yaml states, is compared without transform_input's fixed input rescaling
+# (init_weights=False, as when its weights load, skips a slow initialisation and its FutureWarning).
 BUILDER_KWARGS: dict[str, dict[str, Any]] = {
     "googlenet": {"aux_logits": False, "init_weights": True},
     "vit_h_14": {"image_size": 518},
+    "inception_v3": {"aux_logits": True, "transform_input": False, "init_weights": False},
 }
 
 

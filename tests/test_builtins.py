@@ -20,6 +20,8 @@ def test_registry_lists_every_family():
         "vit-b-16", "vit-b-32", "vit-l-16", "vit-l-32", "vit-h-14", "swin-t", "swin-s", "swin-b",
         "swin-v2-t", "swin-v2-s", "swin-v2-b", "convnext-tiny", "convnext-small", "convnext-base", "convnext-large",
         "maxvit-t",
+        "resnext50-32x4d", "resnext101-32x8d", "resnext101-64x4d", "wide-resnet50-2", "wide-resnet101-2",
+        "squeezenet1-0", "squeezenet1-1", "mobilenet-v2", "inception-v3",
     }
     assert expected <= set(MODELS)
 

@@ -73,6 +73,19 @@ def test_mobilenet_v2_width_multiplier_is_torchvisions(width_mult: float) -> Non
     assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
 
 
+def test_inception_v3_is_torchvisions_function_at_its_smallest_input() -> None:
+    """At 75x75 (torchvision's min_size) Mixed_6e is 3x3, too small for the auxiliary head's 5x5 conv
+    (it runs only in training), so both sides leave it out: `aux: []` and aux_logits=False. With it,
+    at 299x299, the weights (AuxLogits' among them) map one to one: `check_identity("inception-v3")`."""
+    import archcalc
+
+    spec = archcalc.load("inception-v3", {"aux": []})
+    result = check_identity("inception-v3", (3, 75, 75), torchvision_kwargs={"aux_logits": False}, spec=spec)
+    assert result.shape_mismatch is None, result.shape_mismatch
+    assert result.layers == 94 * 2 + 1  # BasicConv2d's conv and bn, and fc
+    assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
+
+
 def test_weight_mapping_uses_every_tensor_once() -> None:
     from archcalc.torchbuild import build_module
     from archcalc.torchvision_check import transfer_weights
