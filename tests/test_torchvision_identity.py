@@ -24,8 +24,7 @@ CASES = [
     ("googlenet-torchvision", (3, 96, 96)),
     ("resnet18", (3, 64, 64)),
     ("resnet50", (3, 64, 64)),
-    ("resnext50-32x4d", (3, 64, 64)),  # grouped 3x3s
-    ("wide-resnet50-2", (3, 64, 64)),
+    ("resnext50-32x4d", (3, 64, 64)),  # grouped 3x3s (Wide ResNet: the same blocks, 1 group)
     ("squeezenet1-0", (3, 64, 64)),  # ceil-mode pools: 64 -> 29 -> 14 -> 7 -> 3
     ("squeezenet1-1", (3, 64, 64)),
     ("mobilenet-v2", (3, 96, 96)),
