@@ -15,15 +15,15 @@ from archcalc.ops import GLOBAL, HANDLERS, PER_FORWARD, ChannelsLast, Window, de
 from archcalc.ops.common import channels, subpixel
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import (
-    MAX_SIZE, Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, MultiheadAttention, Node, Repeat, Residual,
-    Sequential, ShiftedWindowAttention, resolved, spell_parts, too_big, valid_input,
+    MAX_SIZE, Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, MultiheadAttention, Node, PartitionAttention,
+    Repeat, Residual, Sequential, ShiftedWindowAttention, resolved, spell_parts, too_big, valid_input,
 )
 
 # Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
 # took an eighth of a GoogLeNet's analysis (py-spy).
 _new = tuple.__new__
 # what "depth" counts, as in "VGG-16" and "ResNet-152"; an attention layer counts as one
-WEIGHT_LAYERS = (Conv2d, Linear, MultiheadAttention, ShiftedWindowAttention)
+WEIGHT_LAYERS = (Conv2d, Linear, MultiheadAttention, ShiftedWindowAttention, PartitionAttention)
 MAX_LAYERS = 100_000  # layers repeats may visit; a spec beyond this is a mistake, and would take long to print
 # The largest cumulative stride (input pixels between neighbouring outputs): past it a path's strides
 # multiply into integers of thousands of digits (each row keeps its own), and the receptive field

@@ -2,6 +2,7 @@
 
 import enum
 import os
+import re
 import shutil
 import sys
 from typing import Annotated, Optional
@@ -14,9 +15,9 @@ from archcalc.cli_common import (
     SetOption, UnitsOption, WideOption, analyse, complete_model, fail, load_model, settings_per_model,
 )
 from archcalc.analysis import run
-from archcalc.errors import SpecError
-from archcalc.formatting import plain_output, render, to_json
-from archcalc.registry import list_models
+from archcalc.errors import SpecError, shown
+from archcalc.formatting import Table, plain_output, render, to_json
+from archcalc.registry import families, family as family_of, list_models
 from archcalc.tables import compare_table, compare_dict, layer_table, model_table
 
 from typer._click.exceptions import ClickException  # typer ships click's code (pyproject: typer >= 0.26)
@@ -103,15 +104,53 @@ def table(
     render(layer_table(result, rows, units), format.value, units, wide)
 
 
-@app.command("list", epilog="Examples: archcalc list | archcalc list --units | archcalc list --format csv")
-def list_(format: FormatOption = OutputFormat.table, units: UnitsOption = None, wide: WideOption = False,
-          explain_columns: ExplainColumnsOption = False) -> None:
-    """Every built-in model: description, default input, params, MACs and depth."""
-    results = [analyse(name) for name in list_models()]
+def natural(name: str) -> list:
+    """A sort key that reads digits as numbers: resnet18 before resnet101, regnet-y-8gf before regnet-y-16gf."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def list_table(text: str | None = None, family: str | None = None) -> Table:
+    """The built-ins of `family` (all: None) whose name or family holds `text`, grouped by family;
+    only these are analysed."""
+    names = list_models(family)
+    if text is not None:
+        wanted = text.lower().replace("_", "-")
+        names = [n for n in names if wanted in n or wanted in family_of(n)]
+        if not names:
+            raise SpecError(f"no built-in model's name or family holds {shown(text)}; `archcalc list` shows them all")
+    grouped = sorted(names, key=lambda n: (family_of(n), natural(n)))
+    return model_table([analyse(name) for name in grouped], [family_of(n) for n in grouped])
+
+
+FamilyOption = Annotated[
+    Optional[str],
+    typer.Option("--family", "-f", metavar="FAMILY", autocompletion=lambda incomplete: [
+        f for f in families() if f.startswith(incomplete)], show_default=False,
+        help="Only this family's models (the file they are written in: resnet, efficientnet, vit, ...)."),
+]
+
+
+@app.command("list", epilog="Examples: archcalc list | archcalc list vit | archcalc list --family efficientnet "
+             "--units | archcalc list --format csv")
+def list_(
+    text: Annotated[Optional[str], typer.Argument(
+        metavar="[TEXT]", show_default=False,
+        help="Only the models whose name or family holds TEXT (any case; torchvision's `_` reads as `-`).")] = None,
+    family: FamilyOption = None,
+    format: FormatOption = OutputFormat.table,
+    units: UnitsOption = None,
+    wide: WideOption = False,
+    explain_columns: ExplainColumnsOption = False,
+) -> None:
+    """The built-in models by family: default input, params, MACs, depth and description."""
+    try:
+        listed = list_table(text, family)
+    except SpecError as err:
+        fail(err)
     if format is OutputFormat.json:
-        sys.stdout.write(to_json(model_table(results).records()))
+        sys.stdout.write(to_json(listed.records()))
         return
-    render(model_table(results), format.value, units, wide)
+    render(listed, format.value, units, wide)
 
 
 ModelsArgument = Annotated[

@@ -57,11 +57,17 @@ def explain(model: Model, names: Sequence[str] = (), *, batch: int = 1, input: t
     result = run(model, batch=batch, input=input, entering=entering)
     index = {id(row): i for i, row in enumerate(result.rows)}
     groups = {".".join(g.path): g for g in result.groups}
+    idle = _idle_rows(result)
     if names:
-        return [_explain_name(result, entering, groups, name) for name in names]
+        return [_explain_name(result, entering, groups, idle, name) for name in names]
     rows = result.fold(depth) if depth is not None else result.rows
-    return [_explain_row(result, entering, index[id(row)]) if id(row) in index
+    return [_explain_row(result, entering, index[id(row)], index[id(row)] in idle) if id(row) in index
             else _explain_group(result, groups[row.name]) for row in rows]
+
+
+def _idle_rows(result: Result) -> set[int]:
+    """The rows of `auxiliary` composites: their parameters count, but they do not run at inference."""
+    return {i for g in result.groups if g.kind == "auxiliary" for i in range(g.start, g.stop)}
 
 
 def layer_names(result: Result) -> list[str]:
@@ -86,11 +92,13 @@ def resolve(result: Result, name: str) -> str:
     raise UnknownLayerError(f"{result.model} has no layer {name!r}{hint}; `archcalc table {result.model}` lists them")
 
 
-def _explain_name(result: Result, entering: dict[int, tuple], groups: dict[str, Group], name: str) -> Explanation:
+def _explain_name(result: Result, entering: dict[int, tuple], groups: dict[str, Group], idle: set[int],
+                  name: str) -> Explanation:
     path = resolve(result, name)
     if path in groups:
         return _explain_group(result, groups[path])
-    return _explain_row(result, entering, next(i for i, row in enumerate(result.rows) if row.name == path))
+    i = next(i for i, row in enumerate(result.rows) if row.name == path)
+    return _explain_row(result, entering, i, i in idle)
 
 
 def _same(lines: list[Line]) -> list[Line]:
@@ -159,7 +167,7 @@ def _receptive_lines(window, rf: tuple[int, int], jump: tuple[int, int], grid: t
     return order, (new_rf[0], new_rf[1]), (new_jump[0], new_jump[1])
 
 
-def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanation:
+def _explain_row(result: Result, entering: dict[int, tuple], i: int, idle: bool = False) -> Explanation:
     row = result.rows[i]
     if i not in entering:  # where a concat, residual or gate joins its paths
         return _joined(result, i)
@@ -168,8 +176,8 @@ def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanat
         cost = HANDLERS[layer.__class__](layer, shape)
     worked = EXPLANATIONS.get(layer.__class__)
     own = worked(layer, shape, cost) if worked else []
-    if _auxiliary(result, i):
-        return _explain_auxiliary(result.rows[i], _output_lines(record) + own, cost)
+    if idle:
+        return _idle_row(row, record, own, cost, rf, jump, grid)
     lines = _output_lines(record) + [line for line in own if line.what != "fvcore"]
     said = {line.what for line in lines + own}
     n = result.batch
@@ -200,20 +208,15 @@ def _explain_row(result: Result, entering: dict[int, tuple], i: int) -> Explanat
                        cost.params, macs, 2 * macs, n * cost.fvcore + once, _whole(new_rf), _whole(new_jump))
 
 
-def _auxiliary(result: Result, i: int) -> bool:
-    """Whether row `i` is inside an `auxiliary` composite (whose layers do not run at inference)."""
-    return any(g.kind == "auxiliary" and g.start <= i < g.stop for g in result.groups)
-
-
-def _explain_auxiliary(row: Row, worked: list[Line], cost) -> Explanation:
-    """A layer of an auxiliary head: its output and parameters as its op works them out, and no cost, as the table."""
-    lines = [line for line in worked if not line.what.startswith(("MACs", "fvcore"))]
-    if not any(line.what == "params" for line in lines):
-        lines.append(Line("params", "", cost.params))
-    lines += [Line("MACs", "", 0, "an auxiliary head: its parameters count, it does not run at inference"),
-              *_same([Line(f"RF {what}", "", rf, "as its row's") for what, rf in zip(AXES, row.receptive_field)])]
-    return Explanation(row.name, row.description, row.input_shape, row.output_shape, tuple(_same(lines)), row.params,
-                       0, 0, 0, row.receptive_field, row.stride)
+def _idle_row(row: Row, record: list, own: list[Line], cost, rf, jump, grid) -> Explanation:
+    """A layer of an `auxiliary` composite: its shapes and parameters as worked out, no cost (the table's zeros)."""
+    params = [line for line in own if line.what == "params"] or ([Line("params", "", cost.params)] if cost.params else [])
+    idle = Line("MACs, FLOPs" if params else "params, MACs, FLOPs", "", 0,
+                "auxiliary: it does not run at inference" + (" (its parameters count)" if params else ""))
+    rf_lines, new_rf, new_jump = _receptive_lines(cost.window, rf, jump, grid)
+    return Explanation(row.name, row.description, row.input_shape, row.output_shape,
+                       tuple(_same(_output_lines(record) + params + [idle] + rf_lines)), cost.params, 0, 0, 0,
+                       _whole(new_rf), _whole(new_jump))
 
 
 def _joined(result: Result, i: int) -> Explanation:

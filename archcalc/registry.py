@@ -70,9 +70,49 @@ def _builtin(name: str) -> SpecFile | None:
     return _builtin_index().get(name)
 
 
-def list_models() -> list[str]:
-    """Names of every built-in model, sorted."""
-    return sorted(_builtin_index())
+def list_models(family: str | None = None) -> list[str]:
+    """Names of every built-in model (of one family: its file's name, e.g. `efficientnet`), sorted."""
+    index = _builtin_index()
+    if family is not None and family not in families():
+        raise SpecError(f"unknown family {shown(family)}{did_you_mean(family, families())}; "
+                        f"the families: {', '.join(families())}")
+    return sorted(name for name, spec_file in index.items() if family is None or _family(spec_file) == family)
+
+
+def families() -> list[str]:
+    """The built-in families: one per file under architectures/ (`resnet`, `vit`, ...), sorted."""
+    return sorted({_family(spec_file) for spec_file in _builtin_files()})
+
+
+def family_description(family: str) -> str:
+    """What a family's file says it holds (its top-level `description:`)."""
+    return next((f.description or "" for f in _builtin_files() if _family(f) == family), "")
+
+
+def family(name: str) -> str:
+    """The family of a built-in model: the name of the file it is written in."""
+    return _family(_builtin_index()[builtin_name(name)])
+
+
+def _family(spec_file: SpecFile) -> str:
+    return Path(spec_file.file).stem
+
+
+def builtin_name(name: str) -> str:
+    """A built-in's name as archcalc writes it. torchvision's builder spelling (`efficientnet_b0`,
+    `vgg16_bn`) names the same model (`efficientnet-b0`); a name that is a built-in as written is
+    that built-in, so `alexnet` and `googlenet` stay the d2l and paper models (torchvision's are
+    `alexnet-torchvision` and `googlenet-torchvision`). Anything else comes back unchanged."""
+    index = _builtin_index()
+    if name in index:
+        return name
+    dashed = _dashed(name)
+    return dashed if dashed in index else name
+
+
+def _dashed(name: str) -> str:
+    """torchvision's builder spelling (`efficientnet_b0`) as archcalc's (`efficientnet-b0`)."""
+    return name.replace("_", "-")
 
 
 SpecLike = Union[str, Path, Model]
@@ -104,9 +144,11 @@ def _find(spec: str | Path) -> tuple[SpecFile, str | None]:
     if not isinstance(spec, (str, Path)):
         raise SpecError(f"spec must be a built-in name, a path or a Model, got {shown(spec)}")
     text = str(spec)
-    builtin = None if isinstance(spec, Path) or not valid_name(text) else _builtin(text)
-    if builtin is not None:
-        return builtin, text
+    if not isinstance(spec, Path) and valid_name(text):
+        for name in dict.fromkeys((text, _dashed(text))):  # as written first, as builtin_name has it
+            builtin = _builtin(name)
+            if builtin is not None:
+                return builtin, name
     path, _, name = (text, "", "") if ":" not in text or _exists(text) else text.rpartition(":")
     if path.strip() and (Path(path).suffix in (".yaml", ".yml") or _is_file(path)):
         return SpecFile(path), name or None

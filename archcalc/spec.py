@@ -532,6 +532,26 @@ class ShiftedWindowAttentionV2(ShiftedWindowAttention):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+class PartitionAttention(Node):
+    """MaxViT's attention on a channels-last map, torchvision's RelativePositionalMultiHeadAttention
+    within the partitions of its PartitionAttentionLayer: the map cut into groups of
+    partition_size[0] x partition_size[1] positions, each attending within itself with a learned
+    (2p-1)^2 x heads relative position bias table. `window`: each group a block of adjacent
+    positions; `grid`: each group the positions H / p_h and W / p_w apart (a dilated window over
+    the whole map). heads = C / head_dim; the scores are scaled by 1/sqrt(C), as torchvision's.
+
+    One op that partitions, attends and puts the positions back, as `shiftedwindowattention` is for
+    Swin, rather than partition and departition ops around an attention: the norms and MLP that
+    torchvision runs on the partitioned tensor act on each position alone, so they run alike on
+    the map, and every other layer keeps the map's shape, receptive field and torch module."""
+
+    OP: ClassVar[str] = "partitionattention"
+    partition_size: IntPair = arg("pos_pair", required=True)
+    head_dim: int = arg("pos_int", required=True)
+    partition_type: str = arg(("window", "grid"), required=True)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class PatchMerge(Node):
     """Swin's patch merging before its norm and linear: each 2 x 2 patch of a channels-last map
     concatenated on channels (H x W x C -> ceil(H/2) x ceil(W/2) x 4C, odd sides zero-padded)."""
@@ -619,7 +639,7 @@ LEAF_OPS: dict[str, type[Node]] = {
         ReLU, Sigmoid, Tanh, Softmax, Dropout, Flatten, ChannelPad,
         ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Identity, StochasticDepth, LayerScale, ChannelShuffle, Chunk,
         Permute, LayerNorm, Tokens, ClassToken, PositionEmbedding, SelectToken, MeanTokens, MultiheadAttention,
-        ShiftedWindowAttention, ShiftedWindowAttentionV2, PatchMerge, Unknown,
+        ShiftedWindowAttention, ShiftedWindowAttentionV2, PartitionAttention, PatchMerge, Unknown,
     )
 }
 

@@ -99,6 +99,7 @@ def layer_table(result: Result, rows: Sequence[Row], units: bool | None = False)
 
 
 MODEL_COLUMNS = (  # the description last: the numbers stay aligned however long it is
+    Column("family", "family", numeric=False),
     Column("name", "model", numeric=False),
     Column("input_shape", "input (CxHxW)", numeric=False),
     Column("params", "params"),
@@ -108,13 +109,14 @@ MODEL_COLUMNS = (  # the description last: the numbers stay aligned however long
 )
 
 
-def model_table(results: Sequence[Result]) -> Table:
-    """One row per model: its default input, params, MACs, depth, and what it is."""
+def model_table(results: Sequence[Result], families: Sequence[str]) -> Table:
+    """One row per model, grouped by family: its default input, params, MACs, depth, and what it is."""
     return Table(
         columns=MODEL_COLUMNS,
-        rows=[(r.model, r.input_shape[1:], r.total.params, r.total.macs, r.total.depth, r.description)
-              for r in results],
+        rows=[(family, r.model, r.input_shape[1:], r.total.params, r.total.macs, r.total.depth, r.description)
+              for family, r in zip(families, results)],
         notes=[briefly("MACs", "depth")],
+        group_by=0,
     )
 
 

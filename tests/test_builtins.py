@@ -19,6 +19,9 @@ def test_registry_lists_every_family():
         *(f"shufflenet-v2-x{w}" for w in ("0-5", "1-0", "1-5", "2-0")),
         "vit-b-16", "vit-b-32", "vit-l-16", "vit-l-32", "vit-h-14", "swin-t", "swin-s", "swin-b",
         "swin-v2-t", "swin-v2-s", "swin-v2-b", "convnext-tiny", "convnext-small", "convnext-base", "convnext-large",
+        "maxvit-t",
+        "resnext50-32x4d", "resnext101-32x8d", "resnext101-64x4d", "wide-resnet50-2", "wide-resnet101-2",
+        "squeezenet1-0", "squeezenet1-1", "mobilenet-v2", "inception-v3",
     }
     assert expected <= set(MODELS)
 
@@ -252,3 +255,8 @@ def test_attention_matmuls_make_vit_and_swin_published_gflops():
     swin = archcalc.analyze("swin-t").total
     window_matmuls = 2 * 49 * (2 * 56 * 56 * 96 + 2 * 28 * 28 * 192 + 6 * 14 * 14 * 384 + 2 * 7 * 7 * 768)
     assert round((swin.macs - window_matmuls) / 1e9, 3) == 4.350
+    # MaxViT-T's 5.558: Q K^T and A V within every 7 x 7 window and grid partition (5.381 without them)
+    maxvit = archcalc.analyze("maxvit-t").total
+    partition_matmuls = 2 * 2 * 49 * (2 * 56 * 56 * 64 + 2 * 28 * 28 * 128 + 5 * 14 * 14 * 256 + 2 * 7 * 7 * 512)
+    assert round(maxvit.macs / 1e9, 3) == 5.558
+    assert round((maxvit.macs - partition_matmuls) / 1e9, 3) == 5.381

@@ -279,3 +279,21 @@ def test_explained_ops_golden(suffix: str, update_golden: bool) -> None:
     if update_golden:
         path.write_text(out)
     assert out == path.read_text(), f"{path.name} changed: review, then rerun with pytest --update-golden"
+
+
+def test_an_auxiliary_head_is_explained_with_its_parameters_and_no_cost() -> None:
+    """As the table has it: an auxiliary's layers keep their shapes and parameters, and cost nothing."""
+    from archcalc.spec import Auxiliary, Flatten, Linear
+
+    head = [AdaptiveAvgPool2d(output_size=1), Flatten(), Linear(out_features=10)]
+    model = Model(name="aux", input=(3, 16, 16), layers=[Conv2d(out_channels=8, kernel_size=3),
+                                                          Auxiliary(layers=head), ReLU()])
+    result = archcalc.analyze(model)
+    explained = explain(model)
+    for e, row in zip(explained, result.rows):
+        assert_matches(e, row)
+    pool, _, fc = explained[1:4]
+    assert (fc.params, fc.macs, fc.flops) == (8 * 10 + 10, 0, 0)
+    assert [line.what for line in fc.lines][:2] == ["params", "MACs, FLOPs"]
+    assert "does not run at inference" in fc.lines[1].note
+    assert pool.lines[1].what == "params, MACs, FLOPs" and pool.lines[1].value == 0

@@ -1,6 +1,7 @@
-"""Attention: multi-head self-attention over tokens, and Swin's shifted window attention over
-a channels-last map. MACs count the four projections and the two activation-by-activation
-matmuls (Q K^T and attention x V), each of which fvcore counts one per multiply-add."""
+"""Attention: multi-head self-attention over tokens, and Swin's shifted window attention and
+MaxViT's partition attention over a channels-last map. MACs count the four projections and the
+two activation-by-activation matmuls (Q K^T and attention x V), each of which fvcore counts one
+per multiply-add; a relative position bias is a gather and an add, no MACs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any, Callable
 from archcalc.errors import SpecError
 from archcalc.ops.common import GLOBAL, ChannelsLast, Cost, Line, check_in, describe_shape, new, times
 from archcalc.ops.tokens import sequence
-from archcalc.spec import MultiheadAttention, ShiftedWindowAttention, ShiftedWindowAttentionV2, pair
+from archcalc.ops.windows import kxk
+from archcalc.spec import MultiheadAttention, PartitionAttention, ShiftedWindowAttention, ShiftedWindowAttentionV2, pair
 
 CPB_HIDDEN = 512  # Swin V2's continuous position bias MLP: 2 -> 512 -> heads (torchvision)
 
@@ -28,13 +30,18 @@ def multiheadattention(layer: MultiheadAttention, shape) -> Cost:
     return new(Cost, (shape, params, macs, macs, GLOBAL))
 
 
-def shiftedwindowattention(layer: ShiftedWindowAttention, shape) -> Cost:
+def _channels_last(shape, op: str) -> tuple[int, int, int]:
+    """A channels-last H x W x C input, or the error that says what came instead."""
     if len(shape) != 3 or shape.__class__ is not ChannelsLast:
         raise SpecError(
-            f"{layer.OP} needs a channels-last H x W x C map, got {describe_shape(shape)}: "
+            f"{op} needs a channels-last H x W x C map, got {describe_shape(shape)}: "
             "add a permute [0, 2, 3, 1] before it"
         )
-    h, w, c = shape
+    return shape  # type: ignore[return-value]
+
+
+def shiftedwindowattention(layer: ShiftedWindowAttention, shape) -> Cost:
+    h, w, c = _channels_last(shape, layer.OP)
     _heads(c, layer.num_heads)
     (wh, ww), heads = pair(layer.window_size), layer.num_heads
     # torchvision pads the map to whole windows, and computes everything at the padded size
@@ -49,6 +56,25 @@ def shiftedwindowattention(layer: ShiftedWindowAttention, shape) -> Cost:
         params += (2 * wh - 1) * (2 * ww - 1) * heads  # the relative position bias table
     # a position sees the positions of its window: at most the whole (unpadded) map
     return new(Cost, (shape, params, macs, macs, (min(wh, h), min(ww, w), 1, 1)))
+
+
+def partitionattention(layer: PartitionAttention, shape) -> Cost:
+    h, w, c = _channels_last(shape, layer.OP)
+    if c % layer.head_dim:
+        raise SpecError(f"the width {c} is not divisible by head_dim {layer.head_dim}")
+    ph, pw = pair(layer.partition_size)
+    if h % ph or w % pw:
+        raise SpecError(f"a {h}x{w} map does not split into {layer.partition_type} partitions of {ph}x{pw}: "
+                        "H and W must be multiples of partition_size (torchvision's MaxViT pads nothing)")
+    group = ph * pw  # the positions that attend to each other
+    params = 4 * c * c + 4 * c + (2 * ph - 1) * (2 * pw - 1) * (c // layer.head_dim)  # to_qkv, merge, bias table
+    macs = h * w * (4 * c * c + 2 * group * c)
+    # a window's positions are adjacent; a grid's are h/ph and w/pw apart: a dilated window over the map
+    if layer.partition_type == "window":
+        window = (ph, pw, 1, 1)
+    else:
+        window = ((ph - 1) * (h // ph) + 1, (pw - 1) * (w // pw) + 1, 1, 1)
+    return new(Cost, (shape, params, macs, macs, window))
 
 
 def position_bias_mlp(layer: ShiftedWindowAttentionV2) -> int:
@@ -68,6 +94,7 @@ HANDLERS = {
     MultiheadAttention: multiheadattention,
     ShiftedWindowAttention: shiftedwindowattention,
     ShiftedWindowAttentionV2: shiftedwindowattention,
+    PartitionAttention: partitionattention,
 }
 # MACs an op spends once per forward, not per sample (added to the row's MACs and fvcore count)
 PER_FORWARD: dict[type, Callable[[Any], int]] = {ShiftedWindowAttentionV2: position_bias_mlp}
@@ -75,6 +102,8 @@ DESCRIPTIONS = {
     MultiheadAttention: lambda layer: f"multiheadattention {layer.num_heads} heads",
     ShiftedWindowAttention: _window,
     ShiftedWindowAttentionV2: _window,
+    PartitionAttention: lambda layer: f"partitionattention {layer.partition_type} {kxk(layer.partition_size)} "
+                                      f"head_dim {layer.head_dim}",
 }
 
 
@@ -125,8 +154,25 @@ def explain_shiftedwindowattention(layer: ShiftedWindowAttention, shape, cost: C
     return lines
 
 
+def explain_partitionattention(layer: PartitionAttention, shape, cost: Cost) -> list[Line]:
+    """The four projections on every position, and Q Kᵀ and attention x V within each partition."""
+    h, w, c = shape
+    ph, pw = pair(layer.partition_size)
+    size, heads, table = ph * pw, c // layer.head_dim, (2 * ph - 1) * (2 * pw - 1)
+    groups = h * w // size
+    return [
+        Line("partitions", f"{times(h, w)} / {size}", groups, f"{layer.partition_type} partitions of {ph}x{pw} positions"),
+        Line("params", f"{times(4, c, c)} + {times(4, c)} bias + {times(table, heads)}", cost.params,
+             f"to_qkv {c} -> {3 * c} and merge {c} -> {c}; the bias table: (2·{ph} − 1)·(2·{pw} − 1) offsets "
+             f"x {c} / {layer.head_dim} = {heads} heads"),
+        *_matmul_lines(times(h, w, 4, c, c), h * w * 4 * c * c, times(groups, size, size, c), groups * size * size * c,
+                       cost.macs),
+    ]
+
+
 EXPLANATIONS = {
     MultiheadAttention: explain_multiheadattention,
     ShiftedWindowAttention: explain_shiftedwindowattention,
     ShiftedWindowAttentionV2: explain_shiftedwindowattention,
+    PartitionAttention: explain_partitionattention,
 }
