@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from archcalc.errors import SpecError
 from archcalc.ops import common
 from archcalc.ops.common import Bins, Cost, Line, check_in, new, output_size, spatial, subpixel, times
 from archcalc.spec import AdaptiveAvgPool2d, AvgPool2d, Conv2d, IntPair, MaxPool2d, pair
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 
 def conv2d(layer: Conv2d, shape) -> Cost:
@@ -72,6 +75,8 @@ def _adaptive_window(size: int, out: int) -> tuple[int | Fraction, int | Fractio
     if out <= size:
         window, step = widest, -(-size // out)
     else:
+        from fractions import Fraction  # only here: `archcalc table` of most models never loads fractions, decimal
+
         window, step = subpixel(widest + Fraction(out - math.gcd(size, out), out)), subpixel(Fraction(size, out))
     if common._record is not None:
         common._record.append(Bins(size, out, window, step))
