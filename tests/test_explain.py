@@ -266,6 +266,8 @@ EXPLAINED_OPS = {
     "mobilenet-v3-small": ["features.1.block.1.se"],
     "googlenet-torchvision": ["inception3a.branches"],
     "resnet20": ["layer2.first.residual.shortcut.pad"],
+    "maxvit-t": ["blocks.0.0.window_attention.attn_layer.body.attention"],
+    "inception-v3": ["AuxLogits.head.conv0.unit.conv"],  # an auxiliary head's layer: parameters, no cost
 }
 
 
