@@ -413,6 +413,21 @@ def test_python_dash_m_and_the_table_path_never_import_torch() -> None:
     assert done.returncode == 0 and json.loads(done.stdout)["model"] == "lenet"
 
 
+def test_a_table_starts_with_what_it_needs_only() -> None:
+    # the start-up target (archcalc bench: within 1.5x of importing rich, typer, yaml, tabulate): one spec file
+    # parsed, not every built-in's; fractions only past an upsampling pool, json only for JSON or import
+    code = (
+        "import sys; sys.argv = ['archcalc', *sys.argv[1:]]\n"
+        "from archcalc import registry\nfrom archcalc.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', [m for m in ('fractions', 'decimal', 'json') if m in sys.modules],"
+        " registry._spec_file.cache_info().currsize, file=sys.stderr)\n"
+    )
+    for args in (["table", "alexnet"], ["table", "resnet50", "--depth", "1"], ["explain", "vgg16", "conv1"]):
+        done = run_module(*args, code=code)
+        assert done.returncode == 0 and "LOADED [] 1" in done.stderr, (args, done.stderr)
+
+
 def test_shell_completion_offers_model_names() -> None:
     # typer's completion protocol: the shell sets _ARCHCALC_COMPLETE and the words typed so far
     env = {**os.environ, "_ARCHCALC_COMPLETE": "complete_bash", "COMP_WORDS": "archcalc table alexnet-",
