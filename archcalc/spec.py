@@ -594,8 +594,11 @@ class Gate(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Repeat(Node):
+    """`times` copies of the layers in order; zero copies are nothing (a stage of one block, where
+    the others repeat: EfficientNet-B0's)."""
+
     OP: ClassVar[str] = "repeat"
-    times: int = arg("pos_int", required=True)
+    times: int = arg("nonneg_int", required=True)
     layers: Layers = arg("layers", ())
 
 

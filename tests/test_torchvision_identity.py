@@ -24,6 +24,8 @@ CASES = [
     ("googlenet-torchvision", (3, 96, 96)),
     ("resnet18", (3, 64, 64)),
     ("resnet50", (3, 64, 64)),
+    ("efficientnet-b3", (3, 128, 128)),  # depth 1.4: stages of ceil(n x 1.4) blocks, widths x 1.2
+    ("efficientnet-v2-s", (3, 128, 128)),  # FusedMBConv stages, batch norm eps 0.001
 ]
 
 
