@@ -521,8 +521,10 @@ class Compiler:
             else:
                 if not isinstance(args, dict) or "times" not in args or "layers" not in args:
                     raise SpecError("repeat takes a mapping with times: N and layers: [layers]")
-                check_keys(args, ("times", "layers"), "repeat", self.file)
+                check_keys(args, ("times", "layers", "inline"), "repeat", self.file)
                 times = self.fields(args, ("times",), scoped, line)[0]
+                if "inline" in args:
+                    extra = (*extra, *self.fields(args, ("inline",), scoped, line))
                 if times[1] == LITERAL:
                     _times(times[2], times[3])
                 lists["layers"] = self.layers(args["layers"], scoped, line_of(args, "layers", line))
