@@ -617,9 +617,14 @@ class Gate(Node):
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Repeat(Node):
+    """`times` copies of the layers in order; zero copies are nothing (a stage of one block, where
+    the others repeat: EfficientNet-B0's). `inline`: the copies stand in the enclosing list, numbered
+    on from the repeat's place, as torch's `nn.Sequential(first, *copies)` names them."""
+
     OP: ClassVar[str] = "repeat"
-    times: int = arg("pos_int", required=True)
+    times: int = arg("nonneg_int", required=True)
     layers: Layers = arg("layers", ())
+    inline: bool = arg("bool", False)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)

@@ -605,6 +605,10 @@ class _Builder:
     def children(self, layers: Layers, x: torch.Tensor, path: Path, trainable: bool) -> tuple[dict, torch.Tensor]:
         built = {}
         for key, layer in zip(child_keys(layers), layers):
+            if isinstance(layer, S.Repeat) and layer.inline:  # its copies are this list's children
+                for copy in range(int(key), int(key) + layer.times):
+                    built[str(copy)], x = self.branch(layer.layers, x, (*path, str(copy)), trainable and layer.trainable)
+                continue
             built[key], x = self.layer(layer, x, (*path, key), trainable)
         return built, x
 

@@ -399,7 +399,7 @@ def shuffle_unit(draw, shape, parent_names, depth: int):
 
 
 def repeat(draw, shape, parent_names, depth: int):
-    """A shape-invariant unit repeated 1-3 times."""
+    """A shape-invariant unit repeated 0-3 times."""
     names = list(NAMES)
     if depth > 0 and draw(st.booleans()):
         c = shape[0]
@@ -408,7 +408,9 @@ def repeat(draw, shape, parent_names, depth: int):
     else:
         item, _ = conv_keep(draw, shape, names, 1, shape[0])
         unit = [item] + ([_layer("relu", None, draw, names)] if draw(st.booleans()) else [])
-    return _layer("repeat", {"times": draw(st.integers(1, 3)), "layers": unit}, draw, parent_names), shape
+    if draw(st.integers(0, 3)) == 0:  # inline: the copies take places in the enclosing list (none: no copies)
+        return {"repeat": {"times": draw(st.integers(0, 3)), "layers": unit, "inline": True}}, shape
+    return _layer("repeat", {"times": draw(st.integers(0, 3)), "layers": unit}, draw, parent_names), shape
 
 
 def sequential(draw, shape, parent_names, depth: int):

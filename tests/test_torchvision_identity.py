@@ -28,6 +28,8 @@ CASES = [
     ("squeezenet1-0", (3, 64, 64)),  # ceil-mode pools: 64 -> 29 -> 14 -> 7 -> 3
     ("squeezenet1-1", (3, 64, 64)),
     ("mobilenet-v2", (3, 96, 96)),
+    ("efficientnet-b3", (3, 128, 128)),  # depth 1.4: stages of ceil(n x 1.4) blocks, widths x 1.2
+    ("efficientnet-v2-s", (3, 128, 128)),  # FusedMBConv stages, batch norm eps 0.001
 ]
 
 
