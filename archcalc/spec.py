@@ -97,6 +97,7 @@ def too_big(value) -> str:
 _CHECKS = {
     "pos_int": (lambda v: _is_int(v) and 1 <= v <= MAX_SIZE, "a positive integer"),
     "opt_pos_int": (lambda v: v is None or (_is_int(v) and 1 <= v <= MAX_SIZE), "a positive integer"),
+    "count": (lambda v: _is_int(v) and 0 <= v <= MAX_SIZE, "a non-negative integer"),
     "int": (lambda v: _is_int(v) and -MAX_SIZE <= v <= MAX_SIZE, "an integer"),
     "pos_pair": (lambda v: _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
     "opt_pos_pair": (lambda v: v is None or _pair_ok(v, 1), "a positive integer or [h, w] of positive integers"),
@@ -574,8 +575,10 @@ class Gate(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Repeat(Node):
+    """`layers` `times` times in a row; 0 times is nothing (a RegNet stage of one block has no more)."""
+
     OP: ClassVar[str] = "repeat"
-    times: int = arg("pos_int", required=True)
+    times: int = arg("count", required=True)
     layers: Layers = arg("layers", ())
 
 

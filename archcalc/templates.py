@@ -334,8 +334,8 @@ _PARTS = {("sequential", "layers"): ".sequential", ("gate", "layers"): ".gate", 
 def _times(times, line: int | None) -> int:
     if isinstance(times, Deferred):
         raise SpecError("repeat times cannot depend on in_channels (only a leaf op's arguments can)", line=line)
-    if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-        raise SpecError(f"repeat times must be a positive integer, got {shown(times)}", line=line)
+    if not isinstance(times, int) or isinstance(times, bool) or times < 0:
+        raise SpecError(f"repeat times must be a non-negative integer, got {shown(times)}", line=line)
     return times
 
 

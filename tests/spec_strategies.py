@@ -388,7 +388,7 @@ def shuffle_unit(draw, shape, parent_names, depth: int):
 
 
 def repeat(draw, shape, parent_names, depth: int):
-    """A shape-invariant unit repeated 1-3 times."""
+    """A shape-invariant unit repeated 0-3 times (0: nothing, as a RegNet stage of one block repeats)."""
     names = list(NAMES)
     if depth > 0 and draw(st.booleans()):
         c = shape[0]
@@ -397,7 +397,7 @@ def repeat(draw, shape, parent_names, depth: int):
     else:
         item, _ = conv_keep(draw, shape, names, 1, shape[0])
         unit = [item] + ([_layer("relu", None, draw, names)] if draw(st.booleans()) else [])
-    return _layer("repeat", {"times": draw(st.integers(1, 3)), "layers": unit}, draw, parent_names), shape
+    return _layer("repeat", {"times": draw(st.integers(0, 3)), "layers": unit}, draw, parent_names), shape
 
 
 def sequential(draw, shape, parent_names, depth: int):

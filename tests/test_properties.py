@@ -171,7 +171,7 @@ BAD_LAYERS = [
     {"conv3d": {"out_channels": 2, "kernel_size": 3}}, "Conv2d", {"relu": {}, "tanh": {}}, 7, None, [],
     {"relu": {}, "name": "a.b"}, {"relu": {}, "name": "12"}, {"relu": {}, "name": ""}, {"relu": {}, "trainable": "no"},
     {"residual": {"shortcut": []}}, {"residual": {"body": [], "extra": []}}, {"concat": []}, {"concat": {"a": []}},
-    {"repeat": {"times": 0, "layers": ["relu"]}}, {"repeat": {"times": 2.0, "layers": ["relu"]}},
+    {"repeat": {"times": -1, "layers": ["relu"]}}, {"repeat": {"times": 2.0, "layers": ["relu"]}},
     {"repeat": {"times": 2, "layers": []}}, {"sequential": "relu"}, {"relu": {"inplace": True}},
     {"conv2d": {"out_channels": 4}}, {"conv2d": {"kernel_size": 3}}, {"linear": {}},
     {"conv2d": {"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": "same"}},
@@ -183,7 +183,8 @@ BAD_INPUTS = [[0, 3, 3], [3, 3], "x", [3.5, 2, 2], [], None, [3, -1, 4], [True, 
 
 
 def layer_slots(layers: list, found: list) -> list:
-    """(list, index) of every layer item, nested ones included."""
+    """(list, index) of every layer item that runs, nested ones included (a repeat of 0 times runs
+    nothing: a bad layer there is never reached, as in torch)."""
     for i, item in enumerate(layers):
         found.append((layers, i))
         if not isinstance(item, dict):
@@ -192,7 +193,7 @@ def layer_slots(layers: list, found: list) -> list:
         if isinstance(args, list):  # concat's branches, or a sequential's layers
             for branch in args if all(isinstance(b, list) for b in args) else [args]:
                 layer_slots(branch, found)
-        elif isinstance(args, dict):
+        elif isinstance(args, dict) and args.get("times") != 0:
             for key in ("body", "shortcut", "layers"):
                 if isinstance(args.get(key), list):
                     layer_slots(args[key], found)
