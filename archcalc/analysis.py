@@ -153,6 +153,9 @@ class _Walker:
                         groups.append(None)
                         shape, rf, jump, grid, depth = visit(
                             self, layer, (shape, rf, jump, grid, depth), path, trainable and layer.trainable)
+                        if len(rows) == start:  # it ran nothing (a repeat of 0 times): no group to fold or explain
+                            del groups[index:]
+                            continue
                         kind = (layer.block or "sequential") if layer.__class__ is Sequential else layer.OP
                         groups[index] = _new(Group, (path, kind, start, len(rows)))
                         continue

@@ -6,7 +6,10 @@ norm's running mean and variance) are taken in `state_dict` order, and each tens
 archcalc module, in its own order, takes the first one not yet taken that has its shape. The
 orders agree except where torchvision registers a tensor on a parent module before its
 children (ViT's class token, ConvNeXt's layer scale, Swin's bias tables), which the shape
-tells apart. Every tensor on both sides must be used exactly once.
+tells apart, and where a torchvision block registers and runs its projection shortcut before
+its body (RegNet's proj(x) + f(x), SHORTCUT_FIRST), whose tensors and layers are taken after
+the body's, as archcalc's residual registers and runs them. Every tensor on both sides must be
+used exactly once.
 
 torch and torchvision are imported here only.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import importlib
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -61,8 +64,33 @@ def builder_name(name: str) -> str:
     return name.removesuffix("-torchvision").replace("-", "_")
 
 
+# torchvision blocks (module.qualname) that register and run the child named before the rest: the
+# shortcut, where archcalc's residual has its body first. RegNet's ResBottleneckBlock computes
+# proj(x) + f(x), and with bottleneck multiplier 1 proj's 1x1 conv and batch norm have the shapes of
+# f.a's, so neither the shapes nor the order would pair them.
+SHORTCUT_FIRST = {"torchvision.models.regnet.ResBottleneckBlock": "proj"}
+
+T = TypeVar("T")
+
+
+def _shortcuts_last(module: nn.Module, items: list[tuple[str, T]]) -> list[tuple[str, T]]:
+    """`items`, keyed by qualified name in the module's order, with the tensors or layers of each
+    SHORTCUT_FIRST child moved after those of its siblings."""
+    for prefix, block in module.named_modules():
+        child = SHORTCUT_FIRST.get(f"{type(block).__module__}.{type(block).__qualname__}")
+        if child is None:
+            continue
+        inside = f"{prefix}." if prefix else ""
+        moved = [item for item in items if item[0].startswith(f"{inside}{child}.")]
+        kept = [item for item in items if not item[0].startswith(f"{inside}{child}.")]
+        end = max((i + 1 for i, (key, _) in enumerate(kept) if key.startswith(inside)), default=len(kept))
+        items = kept[:end] + moved + kept[end:]
+    return items
+
+
 def _floating(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    return [(key, t) for key, t in module.state_dict(keep_vars=True).items() if t.is_floating_point()]
+    tensors = [(key, t) for key, t in module.state_dict(keep_vars=True).items() if t.is_floating_point()]
+    return _shortcuts_last(module, tensors)
 
 
 def transfer_weights(source: nn.Module, target: nn.Module) -> dict[str, str]:
@@ -90,12 +118,14 @@ _RECORDED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm)
 
 
 def _layer_shapes(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, tuple[int, ...]]]]:
-    """The module's output, and (kind, output shape) of every conv, linear and norm layer it calls, in order."""
-    shapes: list[tuple[str, tuple[int, ...]]] = []
+    """The module's output, and (kind, output shape) of every conv, linear and norm layer it calls, in
+    order (a SHORTCUT_FIRST child's after its siblings')."""
+    names = {id(m): name for name, m in module.named_modules()}
+    calls: list[tuple[str, tuple[str, tuple[int, ...]]]] = []
 
     def record(layer: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         kind = next(cls.__name__ for cls in _RECORDED if isinstance(layer, cls))
-        shapes.append((kind, tuple(output.shape)))
+        calls.append((names[id(layer)], (kind, tuple(output.shape))))
 
     handles = [m.register_forward_hook(record) for m in module.modules() if isinstance(m, _RECORDED)]
     try:
@@ -104,7 +134,7 @@ def _layer_shapes(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, lis
     finally:
         for handle in handles:
             handle.remove()
-    return output, shapes
+    return output, [shape for _, shape in _shortcuts_last(module, calls)]
 
 
 @dataclass(frozen=True)

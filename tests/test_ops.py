@@ -188,6 +188,9 @@ def test_repeat_zero_times_is_nothing(tmp_path):
     from archcalc.explain import explain
 
     assert [e.name for e in explain(archcalc.load(str(path)), depth=1)] == ["first", "act"]
+    assert [group.path for group in result.groups] == []  # nothing ran: nothing to fold or explain
+    with pytest.raises(archcalc.SpecError, match="rest"):
+        explain(archcalc.load(str(path)), ["rest"])
     assert archcalc.analyze(str(path), params={"more": 2}).total.params == (4 * 27 + 4) + 2 * (4 * 36 + 4)
     with pytest.raises(archcalc.SpecError, match="repeat times must be a non-negative integer, got -1"):
         archcalc.load(str(path), params={"more": -1})

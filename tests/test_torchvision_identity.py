@@ -24,6 +24,9 @@ CASES = [
     ("googlenet-torchvision", (3, 96, 96)),
     ("resnet18", (3, 64, 64)),
     ("resnet50", (3, 64, 64)),
+    ("regnet-y-400mf", (3, 64, 64)),  # five stride-2 stages: 2x2 at the end; projection shortcuts registered first
+    ("regnet-x-400mf", (3, 64, 64)),  # a stage of one block (its repeat runs 0 times)
+    ("mnasnet0-75", (3, 64, 64)),
 ]
 
 
