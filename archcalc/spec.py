@@ -115,7 +115,7 @@ _CHECKS = {
         lambda v: isinstance(v, (tuple, list)) and 0 < len(v) <= 8 and all(_is_int(d) for d in v),
         "a list of dimension indices, e.g. [0, 2, 3, 1]",
     ),
-    "nonneg_int": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "nonneg_int": (lambda v: _is_int(v) and 0 <= v <= MAX_SIZE, "a non-negative integer"),
     "text": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
     "shape": (lambda v: isinstance(v, (list, tuple)) and 1 <= len(v) <= 8 and all(_is_int(d) and d >= 1 for d in v),
               "a list of 1 to 8 positive integers (a shape without the batch)"),

@@ -170,8 +170,9 @@ class Leaf(nn.Module):
 
 
 def is_leaf(module: nn.Module) -> bool:
-    """A module that is one calculator row: no submodules, or a `Leaf`."""
-    return not module._modules or isinstance(module, Leaf)
+    """A module that is one calculator row: a `Leaf`, or one without submodules that is not an empty
+    `Sequence` (a repeat of 0 times, an empty sequential: no row)."""
+    return isinstance(module, Leaf) or not (module._modules or isinstance(module, Sequence))
 
 
 def layer_modules(net: nn.Module) -> dict[str, nn.Module]:

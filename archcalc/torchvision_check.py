@@ -6,9 +6,10 @@ norm's running mean and variance) are taken in `state_dict` order, and each tens
 archcalc module, in its own order, takes the first one not yet taken that has its shape. The
 orders agree except where torchvision registers a tensor on a parent module before its
 children (ViT's class token, ConvNeXt's layer scale, Swin's bias tables), which the shape
-tells apart, and where it registers a residual's shortcut before its body (MaxViT's MBConv
-`proj`), whose tensors are then taken after their siblings' (`SHORTCUT_FIRST`). Every tensor
-on both sides must be used exactly once.
+tells apart, and where a torchvision block registers and runs its projection shortcut before
+its body (RegNet's proj(x) + f(x), MaxViT's MBConv: SHORTCUT_FIRST), whose tensors and layers are taken after
+the body's, as archcalc's residual registers and runs them. Every tensor on both sides must be
+used exactly once.
 
 torch and torchvision are imported here only.
 """
@@ -67,11 +68,6 @@ BUILDER_KWARGS: dict[str, dict[str, Any]] = {
 }
 
 
-# Builders whose blocks register a residual's shortcut module (by its attribute name) before the
-# body, which a spec's residual registers first: MaxViT's MBConv has `proj`, then `layers`, and
-# their batch norm vectors and biases share shapes, so the shortcut's tensors are moved after
-# their siblings' before the shapes are matched.
-SHORTCUT_FIRST: dict[str, str] = {"maxvit_t": "proj"}
 # Builders that run a channels-last map's norms and linears on a rearrangement of its positions:
 # MaxViT's on the partitioned batch x groups x group size x C tensor, where the spec runs them on
 # the batch x H x W x C map (they act on each position alone). Their 4-d outputs are compared as
@@ -90,39 +86,40 @@ def torchvision_builtins() -> list[str]:
     return [name for name in list_models() if load(name).published.get("torchvision")]
 
 
-def _floating(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    return [(key, t) for key, t in module.state_dict(keep_vars=True).items() if t.is_floating_point()]
-
+# torchvision blocks (module.qualname) that register and run the child named before the rest: the
+# shortcut, where archcalc's residual has its body first. RegNet's ResBottleneckBlock computes
+# proj(x) + f(x), and with bottleneck multiplier 1 proj's 1x1 conv and batch norm have the shapes of
+# f.a's, so neither the shapes nor the order would pair them; MaxViT's MBConv registers `proj`
+# before `layers`, whose batch norm vectors share the projection bias's shape.
+SHORTCUT_FIRST = {"torchvision.models.regnet.ResBottleneckBlock": "proj", "torchvision.models.maxvit.MBConv": "proj"}
 
 T = TypeVar("T")
 
 
-def _shortcut_last(items: list[tuple[str, T]], shortcut: str) -> list[tuple[str, T]]:
-    """(key, value) pairs, keys in module order, with those of every `PARENT.{shortcut}.` module
-    moved after the last of PARENT's others."""
-    ordered: list[tuple[str, T]] = []
-    held: list[tuple[str, T]] = []
-    parent = ""
-    for key, value in items:
-        if held and not key.startswith(parent):
-            ordered += held
-            held = []
-        head, found, _ = key.partition(f".{shortcut}.")
-        if found:
-            parent = head + "."
-            held.append((key, value))
-        else:
-            ordered.append((key, value))
-    return ordered + held
+def _shortcuts_last(module: nn.Module, items: list[tuple[str, T]]) -> list[tuple[str, T]]:
+    """`items`, keyed by qualified name in the module's order, with the tensors or layers of each
+    SHORTCUT_FIRST child moved after those of its siblings."""
+    for prefix, block in module.named_modules():
+        child = SHORTCUT_FIRST.get(f"{type(block).__module__}.{type(block).__qualname__}")
+        if child is None:
+            continue
+        inside = f"{prefix}." if prefix else ""
+        moved = [item for item in items if item[0].startswith(f"{inside}{child}.")]
+        kept = [item for item in items if not item[0].startswith(f"{inside}{child}.")]
+        end = max((i + 1 for i, (key, _) in enumerate(kept) if key.startswith(inside)), default=len(kept))
+        items = kept[:end] + moved + kept[end:]
+    return items
 
 
-def transfer_weights(source: nn.Module, target: nn.Module, shortcut_first: str | None = None) -> dict[str, str]:
+def _floating(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    tensors = [(key, t) for key, t in module.state_dict(keep_vars=True).items() if t.is_floating_point()]
+    return _shortcuts_last(module, tensors)
+
+
+def transfer_weights(source: nn.Module, target: nn.Module) -> dict[str, str]:
     """Copy `source`'s weights into `target` by the mapping in this module's docstring; returns
-    target key -> source key. Raises ValueError naming any tensor left without a partner.
-    `shortcut_first`: the attribute of a shortcut that `source` registers before its body."""
+    target key -> source key. Raises ValueError naming any tensor left without a partner."""
     available = _floating(source)
-    if shortcut_first:
-        available = _shortcut_last(available, shortcut_first)
     taken = [False] * len(available)
     mapping: dict[str, str] = {}
     with torch.no_grad():
@@ -143,11 +140,11 @@ def transfer_weights(source: nn.Module, target: nn.Module, shortcut_first: str |
 _RECORDED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm)
 
 
-def _layer_shapes(module: nn.Module, x: torch.Tensor, positions: bool = False,
-                  shortcut_first: str | None = None) -> tuple[torch.Tensor, list[tuple[str, tuple[int, ...]]]]:
+def _layer_shapes(module: nn.Module, x: torch.Tensor,
+                  positions: bool = False) -> tuple[torch.Tensor, list[tuple[str, tuple[int, ...]]]]:
     """The module's output, and (kind, output shape) of every conv, linear and norm layer it calls, in
-    order; with `positions`, a 4-d linear or layer norm output as (batch, positions, channels); with
-    `shortcut_first`, the calls of that shortcut module after its siblings' (SHORTCUT_FIRST)."""
+    order (a SHORTCUT_FIRST child's after its siblings'); with `positions`, a 4-d linear or layer norm
+    output as (batch, positions, channels)."""
     calls: list[tuple[str, tuple[str, tuple[int, ...]]]] = []
 
     def recorder(name: str) -> Any:
@@ -167,9 +164,7 @@ def _layer_shapes(module: nn.Module, x: torch.Tensor, positions: bool = False,
     finally:
         for handle in handles:
             handle.remove()
-    if shortcut_first:
-        calls = _shortcut_last(calls, shortcut_first)
-    return output, [shape for _, shape in calls]
+    return output, [shape for _, shape in _shortcuts_last(module, calls)]
 
 
 @dataclass(frozen=True)
@@ -219,10 +214,10 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
         for parameter in reference.parameters():
             parameter.add_(torch.randn_like(parameter), alpha=0.02)
     ours = build_module(spec or name, input=shape, init=False).eval()
-    transfer_weights(reference, ours, SHORTCUT_FIRST.get(builder))
+    transfer_weights(reference, ours)
     x = torch.randn(2, *shape)
     positions = builder in POSITIONS_REARRANGED
-    expected, expected_shapes = _layer_shapes(reference, x, positions, SHORTCUT_FIRST.get(builder))
+    expected, expected_shapes = _layer_shapes(reference, x, positions)
     got, got_shapes = _layer_shapes(ours, x, positions)
     mismatch = None
     if expected_shapes != got_shapes:

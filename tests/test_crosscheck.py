@@ -35,6 +35,12 @@ SHORTENED = {
     **{name: ({"layers": 1}, SHORT) for name in ("vit-b-32", "vit-l-16", "vit-l-32", "vit-h-14")},
     **{name: ({"depth3": 2}, SHORT) for name in ("swin-s", "swin-b", "swin-v2-s", "swin-v2-b")},
     **{name: ({"depth3": 1}, SHORT) for name in ("convnext-small", "convnext-base", "convnext-large")},
+    # RegNets past the 400MF pair (which run in full): one block in the long third stage (and the
+    # second, for 128GF's 165M parameters left), at their widths: fvcore's cost is per layer
+    **{name: ({"d3": 1}, SHORT) for name in (
+        "regnet-y-800mf", "regnet-y-1-6gf", "regnet-y-3-2gf", "regnet-y-8gf", "regnet-y-16gf", "regnet-y-32gf",
+        "regnet-x-800mf", "regnet-x-1-6gf", "regnet-x-3-2gf", "regnet-x-8gf", "regnet-x-16gf", "regnet-x-32gf")},
+    "regnet-y-128gf": ({"d2": 1, "d3": 1}, SHORT),
 }
 
 

@@ -201,6 +201,34 @@ def test_inline_repeat_builds_the_same_module_names():
     assert [name for name, _ in module.named_children()] == ["0", "1", "2", "3"]
 
 
+def test_repeat_zero_times_is_nothing(tmp_path):
+    """A RegNet stage of one block has no more blocks: its `repeat` runs 0 times, in the table,
+    folded, explained and in torch alike."""
+    path = tmp_path / "zero.yaml"
+    path.write_text(
+        "name: zero\ninput: [3, 8, 8]\ndefaults: {more: 0}\nlayers:\n"
+        "  - {conv2d: {out_channels: 4, kernel_size: 3}, name: first}\n"
+        "  - {repeat: {times: $more, layers: [{conv2d: {out_channels: 4, kernel_size: 3}}]}, name: rest}\n"
+        "  - {relu: {}, name: act}\n")
+    result = archcalc.analyze(str(path))
+    assert [row.name for row in result.rows] == ["first", "act"]
+    assert result.total.params == 4 * 27 + 4 and result.total.receptive_field == (3, 3)
+    assert [row.name for row in result.fold(1)] == ["first", "act"]
+    from archcalc.explain import explain
+
+    assert [e.name for e in explain(archcalc.load(str(path)), depth=1)] == ["first", "act"]
+    assert [group.path for group in result.groups] == []  # nothing ran: nothing to fold or explain
+    with pytest.raises(archcalc.SpecError, match="rest"):
+        explain(archcalc.load(str(path)), ["rest"])
+    assert archcalc.analyze(str(path), params={"more": 2}).total.params == (4 * 27 + 4) + 2 * (4 * 36 + 4)
+    with pytest.raises(archcalc.SpecError, match="repeat times must be a non-negative integer, got -1"):
+        archcalc.load(str(path), params={"more": -1})
+    torch = pytest.importorskip("torch")
+    module = archcalc.build_module(str(path))
+    assert tuple(module(torch.zeros(1, 3, 8, 8)).shape) == (1, 4, 6, 6)
+    assert Repeat(times=0, layers=[ReLU()]).times == 0
+
+
 def test_trainable_false_freezes_a_subtree():
     frozen = Sequential(layers=[Conv2d(out_channels=4, kernel_size=3)], trainable=False)
     result = archcalc.analyze(Model(name="t", input=(3, 8, 8), layers=[frozen, Flatten(), Linear(out_features=2)]))

@@ -186,7 +186,8 @@ BAD_INPUTS = [[0, 3, 3], [3, 3], "x", [3.5, 2, 2], [], None, [3, -1, 4], [True, 
 
 
 def layer_slots(layers: list, found: list) -> list:
-    """(list, index) of every layer item, nested ones included."""
+    """(list, index) of every layer item that runs, nested ones included (a repeat of 0 times runs
+    nothing: a bad layer there is never reached, as in torch)."""
     for i, item in enumerate(layers):
         found.append((layers, i))
         if not isinstance(item, dict):
@@ -195,7 +196,7 @@ def layer_slots(layers: list, found: list) -> list:
         if isinstance(args, list):  # concat's branches, or a sequential's layers
             for branch in args if all(isinstance(b, list) for b in args) else [args]:
                 layer_slots(branch, found)
-        elif isinstance(args, dict):
+        elif isinstance(args, dict) and args.get("times") != 0:
             for key in ("body", "shortcut", "layers"):
                 if isinstance(args.get(key), list):
                     layer_slots(args[key], found)

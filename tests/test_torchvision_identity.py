@@ -30,6 +30,9 @@ CASES = [
     ("mobilenet-v2", (3, 96, 96)),
     ("efficientnet-b3", (3, 128, 128)),  # depth 1.4: stages of ceil(n x 1.4) blocks, widths x 1.2
     ("efficientnet-v2-s", (3, 128, 128)),  # FusedMBConv stages, batch norm eps 0.001
+    ("regnet-y-400mf", (3, 64, 64)),  # five stride-2 stages: 2x2 at the end; projection shortcuts registered first
+    ("regnet-x-400mf", (3, 64, 64)),  # a stage of one block (its repeat runs 0 times)
+    ("mnasnet0-75", (3, 64, 64)),
 ]
 
 
@@ -97,18 +100,21 @@ def test_weight_mapping_uses_every_tensor_once() -> None:
     assert mapping["stem.conv1.conv.weight"] == "conv1.weight"
 
 
-def test_maxvit_shortcut_weights_are_taken_after_the_body() -> None:
+def test_maxvit_shortcut_weights_are_taken_after_the_body(monkeypatch) -> None:
     # MBConv registers `proj` (avgpool, 1x1 conv with bias) before `layers`; the spec's residual its body
     # first, and a 64-vector is a batch norm's weight or the projection's bias alike
+    from archcalc import torchvision_check
     from archcalc.torchbuild import build_module
-    from archcalc.torchvision_check import SHORTCUT_FIRST, transfer_weights
+    from archcalc.torchvision_check import transfer_weights
 
     models = import_torchvision()
     reference, ours = models.maxvit_t(), build_module("maxvit-t", init=False)
     tv, here = "blocks.0.layers.0.layers.MBconv.", "blocks.0.0.0.MBconv."
-    naive = transfer_weights(reference, ours)
+    with monkeypatch.context() as patched:
+        patched.setattr(torchvision_check, "SHORTCUT_FIRST", {})
+        naive = transfer_weights(reference, ours)
     assert naive[here + "body.pre_norm.weight"] == tv + "proj.1.bias"  # shape order alone goes wrong
-    mapping = transfer_weights(reference, ours, SHORTCUT_FIRST["maxvit_t"])
+    mapping = transfer_weights(reference, ours)
     assert mapping[here + "body.pre_norm.weight"] == tv + "layers.pre_norm.weight"
     assert mapping[here + "shortcut.1.bias"] == tv + "proj.1.bias"
     assert all(key.rpartition(".")[2] == source.rpartition(".")[2] for key, source in mapping.items())
