@@ -100,6 +100,11 @@ def render_markdown(bench: BenchResult, command: str, plots: dict[str, str]) -> 
     ]
     if "size" in plots:
         lines += ["### Time vs input size (batch 1, log-log)", "", f"![time vs input size]({plots['size']})", ""]
+    if bench.families:
+        lines += ["## Every other family, and the largest cases, at their default input (batch 1)", "",
+                  "Each at the input its torchvision weights are evaluated at (inception-v3 299, efficientnet-b7 "
+                  "600, regnet-y-128gf 384, vit-h-14 518, ...), the torch tools on torchvision's own module.", "",
+                  case_table(bench.families), ""]
     if bench.depth:
         lines += ["## Time vs depth: ResNet-18 ... 152 at 224x224, batch 1", "", case_table(bench.depth), ""]
         if "depth" in plots:

@@ -136,9 +136,9 @@ def _case(model: str, size: int, batch: int, analysis_s: float, fvcore_s: float 
     return r
 
 
-def _bench(cases: list[CaseResult], cli: dict) -> BenchResult:
+def _bench(cases: list[CaseResult], cli: dict, families: list[CaseResult] | None = None) -> BenchResult:
     settings = Settings(models=("resnet152",), sizes=(224, 1024), batches=(1, 32))
-    bench = BenchResult(settings, {"CPU": "test"}, "today", cases, [], {}, cli)
+    bench = BenchResult(settings, {"CPU": "test"}, "today", cases, [], families or [], {}, cli)
     bench.targets = evaluate_targets(bench)
     return bench
 
@@ -149,16 +149,16 @@ def test_targets_pass_and_fail_on_the_ratios():
         _case("resnet152", 224, 1, 0.004, 0.5), _case("resnet152", 224, 32, 0.0042, None),
         _case("resnet152", 1024, 1, 0.0043, 5.0), _case("resnet152", 1024, 32, 0.004, None),
     ], cli)
-    assert [t.passed for t in good.targets] == [True] * 8
-    assert "1.33x" in good.targets[6].measured  # 0.2 s over the 0.15 s import floor
-    assert "125x" in good.targets[0].measured and "1,163x" in good.targets[1].measured
+    assert [t.passed for t in good.targets] == [True, None] + [True] * 7  # (no family cases asked for)
+    assert "1.33x" in good.targets[7].measured  # 0.2 s over the 0.15 s import floor
+    assert "125x" in good.targets[0].measured and "1,163x" in good.targets[2].measured
     bad = _bench([
         _case("resnet152", 224, 1, 0.006, 0.5), _case("resnet152", 224, 32, 0.0075, None),
         _case("resnet152", 1024, 1, 0.006, 5.0), _case("resnet152", 1024, 32, 0.006, None),
     ], {"archcalc table alexnet": Timing((0.3,)), 'python -c "import torch"': Timing((1.0,)), IMPORT_FLOOR: Timing((0.15,))})
     # 83x < 100x; 833x < 1000x; 1024 vs 224 flat (0%); batch 32 +25%; memory fine; 0.3x; 2x the floor; 6 ms
-    assert [t.passed for t in bad.targets] == [False, False, True, False, True, False, False, False]
-    assert "resnet152 +25.0%" in bad.targets[3].measured
+    assert [t.passed for t in bad.targets] == [False, None, False, True, False, True, False, False, False]
+    assert "resnet152 +25.0%" in bad.targets[4].measured
     text = render_markdown(bad, "archcalc bench", {})
     _assert_valid_tables(text)
     assert text.count("**FAIL**") == 6
@@ -174,7 +174,17 @@ def test_the_profile_is_of_the_model_furthest_below_100x():
 
 def test_targets_unmeasured_are_not_failures():
     bench = _bench([_case("resnet152", 224, 1, 0.004, None)], {label: "not asked for" for label in ("a", "b")})
-    assert [t.passed for t in bench.targets] == [None, None, None, None, True, None, None, True]
+    assert [t.passed for t in bench.targets] == [None, None, None, None, None, True, None, None, True]
+
+
+def test_every_family_at_its_default_input_is_a_target():
+    cli = {"archcalc table alexnet": Timing((0.2,))}
+    families = [_case("vit-h-14", 518, 1, 0.002, 30.0), _case("inception-v3", 299, 1, 0.003, 0.2)]  # 15,000x, 67x
+    target = _bench([], cli, families).targets[1]
+    assert target.passed is False and "vit-h-14 518 15,000x" in target.measured and "inception-v3 299 67x" in target.measured
+    families[1].tools["fvcore"] = "skipped: 30 GMAC per pass > the 20 GMAC limit"  # --quick leaves giants out
+    target = _bench([], cli, families).targets[1]
+    assert target.passed is True and "inception-v3 299 n/a" in target.measured
 
 
 def test_ratio_uses_archcalc_timed_alongside_the_tools():
