@@ -504,6 +504,7 @@ LEAF_BUILDERS: dict[type[Node], Callable[[Any, tuple[int, ...]], nn.Module]] = {
     S.AdaptiveAvgPool2d: lambda s, shape: nn.AdaptiveAvgPool2d(pair(s.output_size)),
     S.Linear: lambda s, shape: nn.Linear(shape[-1], s.out_features, s.bias),
     S.BatchNorm2d: lambda s, shape: nn.BatchNorm2d(shape[1], s.eps, s.momentum, s.affine, s.track_running_stats),
+    S.BatchNorm1d: lambda s, shape: nn.BatchNorm1d(shape[1], s.eps, s.momentum, s.affine, s.track_running_stats),
     S.LocalResponseNorm: lambda s, shape: nn.LocalResponseNorm(s.size, s.alpha, s.beta, s.k),
     S.ReLU: lambda s, shape: nn.ReLU(),
     S.Sigmoid: lambda s, shape: nn.Sigmoid(),

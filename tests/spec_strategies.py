@@ -430,6 +430,9 @@ def head(draw, features: int, names):
             args["in_features"] = features
         items.append(_layer("linear", args, draw, names))
         features = out
+        if draw(st.integers(0, 3)) == 0:  # d2l's BNLeNet: batch norm between a linear and its activation
+            norm = {"num_features": features} if draw(st.booleans()) else {}
+            items.append(_layer("batchnorm1d", norm, draw, names))
         if draw(st.booleans()):
             items.append(activation(draw, (features,), names)[0])
     return items
