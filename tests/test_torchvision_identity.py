@@ -24,6 +24,7 @@ CASES = [
     ("googlenet-torchvision", (3, 96, 96)),
     ("resnet18", (3, 64, 64)),
     ("resnet50", (3, 64, 64)),
+    ("densenet121", (3, 64, 64)),  # three transitions halve 16 to 2
 ]
 
 
