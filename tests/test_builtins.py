@@ -19,6 +19,8 @@ def test_registry_lists_every_family():
         *(f"shufflenet-v2-x{w}" for w in ("0-5", "1-0", "1-5", "2-0")),
         "vit-b-16", "vit-b-32", "vit-l-16", "vit-l-32", "vit-h-14", "swin-t", "swin-s", "swin-b",
         "swin-v2-t", "swin-v2-s", "swin-v2-b", "convnext-tiny", "convnext-small", "convnext-base", "convnext-large",
+        "densenet121", "densenet161", "densenet169", "densenet201",
+        "nin", "vgg11-d2l", "googlenet-d2l", "lenet-bn", "resnet18-d2l", "densenet-d2l",
     }
     assert expected <= set(MODELS)
 

@@ -35,6 +35,8 @@ SHORTENED = {
     **{name: ({"layers": 1}, SHORT) for name in ("vit-b-32", "vit-l-16", "vit-l-32", "vit-h-14")},
     **{name: ({"depth3": 2}, SHORT) for name in ("swin-s", "swin-b", "swin-v2-s", "swin-v2-b")},
     **{name: ({"depth3": 1}, SHORT) for name in ("convnext-small", "convnext-base", "convnext-large")},
+    # densenet121 runs in full (427 rows); the others' long third and fourth blocks are shortened
+    **{name: ({"blocks3": 2, "blocks4": 2}, SHORT) for name in ("densenet161", "densenet169", "densenet201")},
 }
 
 
