@@ -347,10 +347,6 @@ def concat(draw, shape, parent_names, depth: int):
     stride = draw(st.sampled_from([1, 1, 2]))
     branches, outs = [], []
     for _ in range(draw(st.integers(1, 3))):
-        if stride == 1 and draw(st.integers(0, 3)) == 0:  # the input itself, as DenseNet's layers join it
-            branches.append([])
-            outs.append(shape)
-            continue
         items, new = keep_chain(draw, shape, depth, stride)
         branches.append(items)
         outs.append(new)

@@ -279,6 +279,18 @@ def test_residual_and_input_override():
     assert check_model(model, device="cpu", input=(3, 5, 7), batch=2, runs=0).ok
 
 
+def test_an_empty_concat_branch_is_the_input_itself():
+    # DenseNet's layer: its input and its output joined; [] and [] joins the input twice
+    dense = archcalc.Concat(name="dense", branches=((), (Conv2d(out_channels=2, kernel_size=3, padding=1),)))
+    model = Model(name="dense", input=(3, 6, 6), layers=(dense, archcalc.Concat(name="twice", branches=((), ()))))
+    net = build_module(model).eval()
+    x = torch.randn(2, 3, 6, 6)
+    y = torch.cat((x, net.get_submodule("dense.1")(x)), dim=1)
+    torch.testing.assert_close(net(x), torch.cat((y, y), dim=1))
+    assert [name for name, _ in net.named_modules()] == ["", "dense", "dense.1", "twice"]
+    assert check_model(model, device="cpu", batch=2, runs=0).ok
+
+
 def test_gate_chunk_shuffle_and_layer_scale_compute_what_torchvision_does():
     # squeeze-and-excitation (torchvision.ops.SqueezeExcitation), a ShuffleNet V2 unit (x.chunk(2, dim=1),
     # cat, channel_shuffle by view / transpose), ConvNeXt's layer scale, stochastic depth in eval mode
