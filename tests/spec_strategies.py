@@ -379,9 +379,10 @@ def shuffle_unit(draw, shape, parent_names, depth: int):
     names = list(NAMES)
     half = c // 2
     body, new = keep_chain(draw, (half, *shape[1:]), max(depth - 1, 0), 1, half)
+    beside_body = [name for name in NAMES if name not in {item.get("name") for item in body}]  # one list, unique names
     unit = [
         _layer("concat", [[_layer("chunk", {"chunks": 2, "index": 0}, draw, names)],
-                          [_layer("chunk", {"chunks": 2, "index": 1}, draw, names), *body]], draw, names),
+                          [_layer("chunk", {"chunks": 2, "index": 1}, draw, beside_body), *body]], draw, names),
         _layer("channelshuffle", {"groups": 2}, draw, names),
     ]
     return _layer("sequential", unit, draw, parent_names), shape
