@@ -10,8 +10,8 @@ from archcalc.errors import SpecError
 from archcalc.registry import UnknownModelError, list_models, load
 from archcalc.result import CONVENTIONS, Result, Row, Totals
 from archcalc.spec import (
-    GELU, AdaptiveAvgPool2d, Auxiliary, AvgPool2d, BatchNorm2d, ChannelPad, ChannelShuffle, Chunk, Concat, Conv2d,
-    Dropout, Flatten, Gate, Hardsigmoid, Hardswish, Identity, LayerScale, Linear, LocalResponseNorm, MaxPool2d, Model,
+    GELU, AdaptiveAvgPool2d, Auxiliary, AvgPool2d, BatchNorm1d, BatchNorm2d, ChannelPad, ChannelShuffle, Chunk, Concat,
+    Conv2d, Dropout, Flatten, Gate, Hardsigmoid, Hardswish, Identity, LayerScale, Linear, LocalResponseNorm, MaxPool2d, Model,
     Node, ReLU, ReLU6, Repeat, Residual, Sequential, Sigmoid, SiLU, Softmax, StochasticDepth, Tanh, Unknown,
 )
 from archcalc.spec import (
@@ -65,7 +65,7 @@ def build_module(spec: str | Model, **options: Any):
 __all__ = [
     "analyze", "from_module", "build_module", "load", "list_models", "SpecError", "UnknownModelError", "Result", "Row", "Totals",
     "CONVENTIONS",
-    "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm2d",
+    "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm1d", "BatchNorm2d",
     "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",
     "ReLU6", "Hardswish", "Hardsigmoid", "SiLU", "GELU", "Identity", "StochasticDepth", "LayerScale",
     "ChannelShuffle", "Chunk", "Unknown", "Sequential", "Concat", "Residual", "Gate", "Repeat", "Auxiliary", "__version__",

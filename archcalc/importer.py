@@ -86,11 +86,12 @@ def _conv(m: nn.Conv2d) -> Layer:
     return {"conv2d": _non_default(m, args, dict(stride=1, padding=0, dilation=1, groups=1, bias=True))}
 
 
-def _batchnorm(m: nn.BatchNorm2d) -> Layer:
+def _batchnorm(m: nn.BatchNorm1d | nn.BatchNorm2d) -> Layer:
+    op = "batchnorm1d" if isinstance(m, nn.BatchNorm1d) else "batchnorm2d"
     if m.momentum is None:
-        raise Unmapped("nn.BatchNorm2d(momentum=None)")
+        raise Unmapped(f"nn.{type(m).__name__}(momentum=None)")
     args = dict(eps=m.eps, momentum=m.momentum, affine=m.affine, track_running_stats=m.track_running_stats)
-    return {"batchnorm2d": _non_default(m, args, dict(eps=1e-5, momentum=0.1, affine=True, track_running_stats=True))}
+    return {op: _non_default(m, args, dict(eps=1e-5, momentum=0.1, affine=True, track_running_stats=True))}
 
 
 def _pool_args(kernel_size, stride, padding, **rest) -> dict[str, Any]:
@@ -154,6 +155,7 @@ MODULES: dict[type, Callable[[Any], Layer]] = {
     nn.Linear: lambda m: {"linear": _non_default(m, {"out_features": m.out_features, "bias": m.bias is not None},
                                                    {"bias": True})},
     nn.BatchNorm2d: _batchnorm,
+    nn.BatchNorm1d: _batchnorm,
     nn.MaxPool2d: lambda m: _maxpool(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices),
     nn.AvgPool2d: lambda m: _avgpool(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
                                      m.divisor_override),
@@ -168,7 +170,7 @@ MODULES: dict[type, Callable[[Any], Layer]] = {
 }
 # layers whose output is shaped like their input: not run when shapes are propagated (batch norm on the
 # meta device runs torch's Python decomposition, 60 ms a layer)
-SHAPE_KEEPING = (nn.BatchNorm2d, nn.LayerNorm, nn.LocalResponseNorm, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.Hardswish,
+SHAPE_KEEPING = (nn.BatchNorm2d, nn.BatchNorm1d, nn.LayerNorm, nn.LocalResponseNorm, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.Hardswish,
                  nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.Identity, nn.Softmax, nn.Dropout, nn.ChannelShuffle)
 def _layernorm(m: nn.LayerNorm) -> Layer:
     if len(m.normalized_shape) != 1:

@@ -325,6 +325,13 @@ class BatchNorm2d(Node):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+class BatchNorm1d(BatchNorm2d):
+    """Batch norm over a flat vector's features (torch's BatchNorm1d on N x F), after a linear."""
+
+    OP: ClassVar[str] = "batchnorm1d"
+
+
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class LocalResponseNorm(Node):
     OP: ClassVar[str] = "localresponsenorm"
     size: int = arg("pos_int", required=True)
@@ -640,7 +647,7 @@ COMPOSITES: tuple[type[Node], ...] = (Sequential, Concat, Residual, Gate, Repeat
 LEAF_OPS: dict[str, type[Node]] = {
     cls.OP: cls
     for cls in (
-        Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Linear, BatchNorm2d, LocalResponseNorm,
+        Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Linear, BatchNorm2d, BatchNorm1d, LocalResponseNorm,
         ReLU, Sigmoid, Tanh, Softmax, Dropout, Flatten, ChannelPad,
         ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Identity, StochasticDepth, LayerScale, ChannelShuffle, Chunk,
         Permute, LayerNorm, Tokens, ClassToken, PositionEmbedding, SelectToken, MeanTokens, MultiheadAttention,

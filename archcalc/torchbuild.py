@@ -54,14 +54,16 @@ class Sequence(nn.Sequential):
 
 
 class Concat(nn.Module):
-    """Branches `0, 1, ...` on the same input, joined on channels (Inception)."""
+    """Branches `0, 1, ...` on the same input, joined on channels (Inception); an empty branch,
+    None here, is the input itself (DenseNet's layers join their input and their output)."""
 
-    def __init__(self, branches: list[nn.Module]) -> None:
+    def __init__(self, branches: list[nn.Module | None]) -> None:
         super().__init__()
-        _add_children(self, {str(i): b for i, b in enumerate(branches)})
+        _add_children(self, {str(i): b for i, b in enumerate(branches) if b is not None})
+        self.order = [None if b is None else str(i) for i, b in enumerate(branches)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(x) for branch in self.children()], dim=1)
+        return torch.cat([x if key is None else self.get_submodule(key)(x) for key in self.order], dim=1)
 
 
 class Residual(nn.Module):
@@ -555,6 +557,7 @@ LEAF_BUILDERS: dict[type[Node], Callable[[Any, tuple[int, ...]], nn.Module]] = {
     S.AdaptiveAvgPool2d: lambda s, shape: nn.AdaptiveAvgPool2d(pair(s.output_size)),
     S.Linear: lambda s, shape: nn.Linear(shape[-1], s.out_features, s.bias),
     S.BatchNorm2d: lambda s, shape: nn.BatchNorm2d(shape[1], s.eps, s.momentum, s.affine, s.track_running_stats),
+    S.BatchNorm1d: lambda s, shape: nn.BatchNorm1d(shape[1], s.eps, s.momentum, s.affine, s.track_running_stats),
     S.LocalResponseNorm: lambda s, shape: nn.LocalResponseNorm(s.size, s.alpha, s.beta, s.k),
     S.ReLU: lambda s, shape: nn.ReLU(),
     S.Sigmoid: lambda s, shape: nn.Sigmoid(),
@@ -663,7 +666,8 @@ class _Builder:
             return Sequence(copies, "repeat"), x
         if isinstance(layer, S.Concat):
             layout = self.channels_last
-            branches = [self.parallel(b, x, (*path, str(i)), trainable, layout) for i, b in enumerate(layer.branches)]
+            branches = [self.parallel(b, x, (*path, str(i)), trainable, layout) if b else (None, x)
+                        for i, b in enumerate(layer.branches)]
             return Concat([m for m, _ in branches]), torch.cat([y for _, y in branches], dim=1)
         if isinstance(layer, S.Residual):
             layout = self.channels_last

@@ -390,9 +390,10 @@ def shuffle_unit(draw, shape, parent_names, depth: int):
     names = list(NAMES)
     half = c // 2
     body, new = keep_chain(draw, (half, *shape[1:]), max(depth - 1, 0), 1, half)
+    beside_body = [name for name in NAMES if name not in {item.get("name") for item in body}]  # one list, unique names
     unit = [
         _layer("concat", [[_layer("chunk", {"chunks": 2, "index": 0}, draw, names)],
-                          [_layer("chunk", {"chunks": 2, "index": 1}, draw, names), *body]], draw, names),
+                          [_layer("chunk", {"chunks": 2, "index": 1}, draw, beside_body), *body]], draw, names),
         _layer("channelshuffle", {"groups": 2}, draw, names),
     ]
     return _layer("sequential", unit, draw, parent_names), shape
@@ -443,6 +444,9 @@ def head(draw, features: int, names):
             args["in_features"] = features
         items.append(_layer("linear", args, draw, names))
         features = out
+        if draw(st.integers(0, 3)) == 0:  # d2l's BNLeNet: batch norm between a linear and its activation
+            norm = {"num_features": features} if draw(st.booleans()) else {}
+            items.append(_layer("batchnorm1d", norm, draw, names))
         if draw(st.booleans()):
             items.append(activation(draw, (features,), names)[0])
     return items

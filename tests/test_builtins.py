@@ -25,6 +25,8 @@ def test_registry_lists_every_family():
         "maxvit-t",
         "resnext50-32x4d", "resnext101-32x8d", "resnext101-64x4d", "wide-resnet50-2", "wide-resnet101-2",
         "squeezenet1-0", "squeezenet1-1", "mobilenet-v2", "inception-v3",
+        "densenet121", "densenet161", "densenet169", "densenet201",
+        "nin", "vgg11-d2l", "googlenet-d2l", "lenet-bn", "resnet18-d2l", "densenet-d2l",
     }
     assert expected <= set(MODELS)
 

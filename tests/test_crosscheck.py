@@ -41,6 +41,8 @@ SHORTENED = {
         "regnet-y-800mf", "regnet-y-1-6gf", "regnet-y-3-2gf", "regnet-y-8gf", "regnet-y-16gf", "regnet-y-32gf",
         "regnet-x-800mf", "regnet-x-1-6gf", "regnet-x-3-2gf", "regnet-x-8gf", "regnet-x-16gf", "regnet-x-32gf")},
     "regnet-y-128gf": ({"d2": 1, "d3": 1}, SHORT),
+    # densenet121 runs in full (427 rows); the others' long third and fourth blocks are shortened
+    **{name: ({"blocks3": 2, "blocks4": 2}, SHORT) for name in ("densenet161", "densenet169", "densenet201")},
 }
 
 
@@ -281,6 +283,18 @@ def test_residual_and_input_override():
     assert isinstance(net.get_submodule("block.body.0"), torch.nn.Conv2d) and net.get_submodule("block").shortcut is None
     assert tuple(net(torch.zeros(2, 3, 5, 7)).shape) == (2, 3, 5, 7)
     assert check_model(model, device="cpu", input=(3, 5, 7), batch=2, runs=0).ok
+
+
+def test_an_empty_concat_branch_is_the_input_itself():
+    # DenseNet's layer: its input and its output joined; [] and [] joins the input twice
+    dense = archcalc.Concat(name="dense", branches=((), (Conv2d(out_channels=2, kernel_size=3, padding=1),)))
+    model = Model(name="dense", input=(3, 6, 6), layers=(dense, archcalc.Concat(name="twice", branches=((), ()))))
+    net = build_module(model).eval()
+    x = torch.randn(2, 3, 6, 6)
+    y = torch.cat((x, net.get_submodule("dense.1")(x)), dim=1)
+    torch.testing.assert_close(net(x), torch.cat((y, y), dim=1))
+    assert [name for name, _ in net.named_modules()] == ["", "dense", "dense.1", "twice"]
+    assert check_model(model, device="cpu", batch=2, runs=0).ok
 
 
 def test_gate_chunk_shuffle_and_layer_scale_compute_what_torchvision_does():

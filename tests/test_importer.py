@@ -37,7 +37,7 @@ def same_function(module: nn.Module, model: archcalc.Model, shape: tuple[int, ..
     module = module.eval()
     with torch.no_grad():
         for layer in module.modules():
-            if isinstance(layer, nn.BatchNorm2d):
+            if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 layer.running_mean.uniform_(-0.5, 0.5)
                 layer.running_var.uniform_(0.5, 1.5)
     built = archcalc.build_module(model, init=False).eval()
@@ -53,7 +53,7 @@ def flop_counter_macs(module: nn.Module, shape: tuple[int, ...]) -> int:
     return counter.get_total_flops() // 2
 
 
-@pytest.mark.parametrize("builder", [nets.functional, nets.gated])
+@pytest.mark.parametrize("builder", [nets.functional, nets.gated, nets.batch_normed])
 def test_imported_module_counts_what_torch_counts_and_computes_the_same(builder) -> None:
     torch.manual_seed(0)
     module = builder()

@@ -124,6 +124,17 @@ def test_batchnorm_counts_two_flops_per_element_for_fvcore_only():
     assert one(BatchNorm2d(affine=False), (8, 10, 12)).params == 0
 
 
+def test_batchnorm1d_normalizes_a_vectors_features():
+    row = one(archcalc.BatchNorm1d(), (120,), batch=3)
+    assert row.output_shape == (3, 120)
+    assert (row.params, row.macs, row.fvcore_flops) == (2 * 120, 0, 3 * 120 * 2)
+    assert one(archcalc.BatchNorm1d(affine=False, track_running_stats=False), (84,)).fvcore_flops == 84 * 4
+    with pytest.raises(SpecError, match="batchnorm1d normalizes a flat vector's features .* got 8x10x12; a C x H x W map takes batchnorm2d"):
+        one(archcalc.BatchNorm1d(), (8, 10, 12))
+    with pytest.raises(SpecError, match="num_features"):
+        one(archcalc.BatchNorm1d(num_features=100), (120,))
+
+
 @pytest.mark.parametrize("layer", [ReLU(), Dropout(p=0.3), LocalResponseNorm(size=5), archcalc.Sigmoid(), archcalc.Tanh()])
 def test_shape_preserving_ops_cost_nothing(layer):
     row = one(layer, (6, 11, 13), batch=4)

@@ -33,6 +33,7 @@ CASES = [
     ("regnet-y-400mf", (3, 64, 64)),  # five stride-2 stages: 2x2 at the end; projection shortcuts registered first
     ("regnet-x-400mf", (3, 64, 64)),  # a stage of one block (its repeat runs 0 times)
     ("mnasnet0-75", (3, 64, 64)),
+    ("densenet121", (3, 64, 64)),  # three transitions halve 16 to 2
 ]
 
 

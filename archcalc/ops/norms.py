@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import math
 
-from archcalc.ops.common import Cost, Line, channels, check_in, new, spatial, times
-from archcalc.spec import BatchNorm2d, LayerNorm, LocalResponseNorm
+from archcalc.errors import SpecError
+from archcalc.ops.common import Cost, Line, channels, check_in, describe_shape, new, spatial, times
+from archcalc.spec import BatchNorm1d, BatchNorm2d, LayerNorm, LocalResponseNorm
 
 
 def batchnorm2d(layer: BatchNorm2d, shape) -> Cost:
     c, h, w = spatial(shape, "batchnorm2d")
+    return _batchnorm(layer, shape, c, c * h * w)
+
+
+def batchnorm1d(layer: BatchNorm1d, shape) -> Cost:
+    if len(shape) != 1:
+        raise SpecError(f"batchnorm1d normalizes a flat vector's features (after flatten or a linear), got "
+                        f"{describe_shape(shape)}; a C x H x W map takes batchnorm2d, tokens layernorm")
+    return _batchnorm(layer, shape, shape[0], shape[0])
+
+
+def _batchnorm(layer: BatchNorm2d, shape, c: int, elements: int) -> Cost:
     check_in(layer.num_features, c, "num_features")
     # fvcore's batchnorm handle: eval with running stats 2 (affine) / 1 per element; batch
     # statistics (track_running_stats false, even in eval) its norm estimate, 5 / 4
     per_element = (2 if layer.affine else 1) if layer.track_running_stats else (5 if layer.affine else 4)
-    return new(Cost, (shape, 2 * c if layer.affine else 0, 0, c * h * w * per_element, None))
+    return new(Cost, (shape, 2 * c if layer.affine else 0, 0, elements * per_element, None))
 
 
 def layernorm(layer: LayerNorm, shape) -> Cost:
@@ -32,13 +44,14 @@ def localresponsenorm(layer: LocalResponseNorm, shape) -> Cost:
 
 
 KIND = "norm"  # how `unknown op` errors group these ops
-HANDLERS = {BatchNorm2d: batchnorm2d, LayerNorm: layernorm, LocalResponseNorm: localresponsenorm}
+HANDLERS = {BatchNorm2d: batchnorm2d, BatchNorm1d: batchnorm1d, LayerNorm: layernorm, LocalResponseNorm: localresponsenorm}
 DESCRIPTIONS = {LocalResponseNorm: lambda layer: f"localresponsenorm size {layer.size}"}
 
 
-def explain_batchnorm2d(layer: BatchNorm2d, shape, cost: Cost) -> list[Line]:
-    per_element = cost.fvcore // (shape[0] * shape[1] * shape[2])
-    lines = [Line("params", times(2, shape[0]), cost.params, "a scale and a shift per channel")] if layer.affine else []
+def explain_batchnorm(layer: BatchNorm2d, shape, cost: Cost) -> list[Line]:
+    per_element = cost.fvcore // math.prod(shape)
+    per = "channel" if len(shape) == 3 else "feature"
+    lines = [Line("params", times(2, shape[0]), cost.params, f"a scale and a shift per {per}")] if layer.affine else []
     return lines + [Line("fvcore", times(*shape, per_element), cost.fvcore, "fvcore's batch-norm estimate per element")]
 
 
@@ -54,4 +67,4 @@ def explain_layernorm(layer: LayerNorm, shape, cost: Cost) -> list[Line]:
                          f"fvcore's layer-norm estimate: {per_element} per element")]
 
 
-EXPLANATIONS = {BatchNorm2d: explain_batchnorm2d, LayerNorm: explain_layernorm}
+EXPLANATIONS = {BatchNorm2d: explain_batchnorm, BatchNorm1d: explain_batchnorm, LayerNorm: explain_layernorm}

@@ -108,6 +108,15 @@ def gated(**kwargs):
     return Gated(**kwargs)
 
 
+def batch_normed(num_classes: int = 10):
+    """d2l's BNLeNet with its sizes written out for 3 x 32 x 32: BatchNorm2d after convs, BatchNorm1d after linears."""
+    return nn.Sequential(
+        nn.Conv2d(3, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.BatchNorm1d(84, eps=1e-3), nn.Sigmoid(), nn.Linear(84, num_classes))
+
+
 def shared():
     return Shared()
 
