@@ -290,6 +290,7 @@ def train_step(
     result = run(model, batch=batch, input=input, entering=entering)
     shape = result.input_shape[1:]
     trace = Trace(precision, device)
+    trace.batch = batch
     step = _Step(result.rows, entering, trace, batch)
     x = trace.new(math.prod(shape), "float32", False)
     step.layers(model.layers, x)

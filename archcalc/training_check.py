@@ -108,13 +108,15 @@ def _optimizer(name: str, params: list[torch.nn.Parameter]) -> torch.optim.Optim
 
 
 def measure(spec: SpecLike, *, batch: int = 2, input: tuple[int, ...] | None = None, precision: str = "fp32",
-            optimizer: str | None = None, seed: int = 0) -> Measured:
-    """One training step of `spec`'s torch build on CPU, measured as the module docstring says.
-    `precision`: fp32, or bf16-mixed / fp16-mixed under CPU torch.autocast (float32 weights)."""
+            optimizer: str | None = None, device: str = "cpu", seed: int = 0) -> Measured:
+    """One training step of `spec`'s torch build, measured as the module docstring says.
+    `precision`: fp32, or bf16-mixed / fp16-mixed under torch.autocast (float32 weights). The weights
+    are left at zero (`init=False`): what is counted does not depend on their values, and a large
+    model builds in a fraction of the time."""
     torch.manual_seed(seed)
-    net = build_module(spec, input=input)
+    net = build_module(spec, input=input, init=False, device=device)
     shape = tuple(input) if input is not None else net.spec.input
-    x = torch.randn(batch, *shape)
+    x = torch.randn(batch, *shape, device=device)
     kept = {p.untyped_storage().data_ptr() for p in net.parameters()}
     kept |= {b.untyped_storage().data_ptr() for b in net.buffers()}
     modules = layer_modules(net)
@@ -153,14 +155,15 @@ def measure(spec: SpecLike, *, batch: int = 2, input: tuple[int, ...] | None = N
         return tensor
 
     dtype = AUTOCAST.get(precision)
-    context = torch.autocast("cpu", dtype=dtype) if dtype is not None else torch.autocast("cpu", enabled=False)
+    context = torch.autocast(device, dtype=dtype) if dtype is not None else torch.autocast(device, enabled=False)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), context:
         loss = net(x).float().sum()
     for h in handles:
         h.remove()
     by_layer = _BackwardByLayer(owners)
     with FlopCounterMode(display=False) as counter, by_layer:
-        loss.backward()
+        if loss.requires_grad:  # (not when every layer is frozen)
+            loss.backward()
     measured.backward_flops = {name: flops for name, flops in by_layer.flops.items() if flops}
     measured.backward_flops["total"] = counter.get_total_flops()
     if optimizer is not None:
@@ -191,15 +194,15 @@ class Comparison:
 
 
 def compare(spec: SpecLike, *, batch: int = 2, input: tuple[int, ...] | None = None,
-            precision: str = "fp32") -> Comparison:
+            precision: str = "fp32", device: str = "cpu") -> Comparison:
     """`archcalc.train_step` against `measure`, per layer: backward MACs x 2 against FlopCounterMode,
     saved bytes against saved_tensors_hooks."""
     from archcalc.training import train_step
 
     start = time.perf_counter()
     model = load(spec)
-    ours = train_step(model, batch=batch, input=input, precision=precision, device="cpu")
-    measured = measure(model, batch=batch, input=input, precision=precision)
+    ours = train_step(model, batch=batch, input=input, precision=precision, device=device)
+    measured = measure(model, batch=batch, input=input, precision=precision, device=device)
     differences = []
     theirs_saved = measured.saved_by_layer()
     for row in ours.rows:

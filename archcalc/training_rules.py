@@ -80,6 +80,7 @@ class Trace:
         self.input_grad = 0  # the current row's backward MACs
         self.weight_grad = 0
         self.shape: tuple[int, ...] = ()  # the current row's input shape without the batch, ChannelsLast kept
+        self.batch = 1
 
     # ---- tensors ----
     def new(self, per_sample: int, dtype: str, requires_grad: bool, contiguous: bool = True,
@@ -112,7 +113,10 @@ class Trace:
 
     # ---- what is kept ----
     def save(self, x: Tensor, what: str) -> None:
-        if x.storage not in self.saved:
+        """Keep x for backward; a storage kept before (by this layer or an earlier one) is not counted again."""
+        if x.storage in self.saved:
+            what += " (kept already)"
+        else:
             self.saved.add(x.storage)
             per_sample, per_forward = self.storages[x.storage]
             self.row_saved[0] += per_sample
@@ -167,12 +171,25 @@ def _out(trace: Trace, x: Tensor, row: Row, dtype: str | None = None, requires_g
 def conv2d(layer: S.Conv2d, trace: Trace, x: Tensor, row: Row) -> Tensor:
     needed = x.requires_grad or _trainable(row)
     cast = trace.to_low(x)
+    if layer.padding == "same":  # an odd total padding: torch pads the extra pixel first, and convolves the copy
+        (kh, kw), (dh, dw) = pair(layer.kernel_size), pair(layer.dilation)
+        odd_h, odd_w = dh * (kh - 1) % 2, dw * (kw - 1) % 2
+        if odd_h or odd_w:
+            c, h, w = row.input_shape[1:]
+            cast = trace.like(cast, c * (h + odd_h) * (w + odd_w), contiguous=True)
     if needed:  # convolution_backward takes both the input and the weight
-        trace.save(cast, "input" if cast is x else f"input copy ({cast.dtype})")
+        trace.save(cast, "input" if cast is x else f"input copy ({cast.dtype}{', padded' if layer.padding == 'same' else ''})")
         trace.save_weight_copy(row.params - (layer.out_channels if layer.bias else 0))
     trace.input_grad = row.macs if x.requires_grad else 0
     trace.weight_grad = row.macs * layer.groups if _trainable(row) else 0
     return _out(trace, cast, row, contiguous=x.contiguous)
+
+
+def adaptiveavgpool2d(layer: S.AdaptiveAvgPool2d, trace: Trace, x: Tensor, row: Row) -> Tensor:
+    """To 1 x 1 torch takes the mean (which keeps nothing); to any other size its backward reads the input."""
+    if x.requires_grad and row.output_shape[2:] != (1, 1):
+        trace.save(x, "input")
+    return _out(trace, x, row, contiguous=True)
 
 
 def maxpool2d(layer: S.MaxPool2d, trace: Trace, x: Tensor, row: Row) -> Tensor:
@@ -198,7 +215,7 @@ def keeps_output(layer: Any, trace: Trace, x: Tensor, row: Row) -> Tensor:
 
 
 def keeps_nothing(layer: Any, trace: Trace, x: Tensor, row: Row) -> Tensor:
-    """A new tensor whose backward needs only sizes (adaptive average pooling, pad, cat, add, mean, shuffle)."""
+    """A new tensor whose backward needs only sizes (pad, cat, add, mean, shuffle)."""
     return _out(trace, x, row, contiguous=True)
 
 
@@ -297,11 +314,13 @@ def tokens(layer: S.Tokens, trace: Trace, x: Tensor, row: Row) -> Tensor:
 
 
 def chunk(layer: S.Chunk, trace: Trace, x: Tensor, row: Row) -> Tensor:
-    return view(layer, trace, x, row)._replace(contiguous=row.input_shape[0] == 1 or layer.chunks == 1)
+    """A view whose sample stays dense: `contiguous` here means the dims after the batch are (a flatten
+    after it is a view; a linear's addmm keeps it as a view of the whole storage)."""
+    return view(layer, trace, x, row)
 
 
 def selecttoken(layer: S.SelectToken, trace: Trace, x: Tensor, row: Row) -> Tensor:
-    return view(layer, trace, x, row)._replace(contiguous=row.input_shape[1] == 1)
+    return view(layer, trace, x, row)
 
 
 # ---- linear, and ops with a parameter -----------------------------------------------------------
@@ -334,15 +353,17 @@ def with_parameter(layer: Any, trace: Trace, x: Tensor, row: Row) -> Tensor:
 # ---- attention ----------------------------------------------------------------------------------
 
 
-def _attend(trace: Trace, q_elements: int, scores: int, dtype: str, scores_dtype: str, dropout: float,
-            needed: bool) -> None:
-    """softmax(q k^T [+ bias]) v, as archcalc's modules compute it: the bmm of q and k^T keeps both (each
-    reshaped to 3-d: copies), softmax keeps its output, dropout its mask, the bmm with v keeps the
-    attention (a low-precision copy under autocast when the scores are float32) and v (a copy)."""
-    if not needed:
-        return
-    trace.save_new(q_elements, dtype, f"q, scaled ({dtype})")
-    trace.save_new(q_elements, dtype, f"k transposed ({dtype})")
+def _attend(trace: Trace, q: int, scores: int, dtype: str, scores_dtype: str, dropout: float, qkv: Tensor | None,
+            k_kept: bool = False) -> None:
+    """softmax(q k^T [+ bias]) v, as archcalc's modules compute it. The bmm of q and k^T keeps both, each
+    reshaped to 3-d; softmax keeps its output, dropout its mask; the bmm with v keeps the attention (a
+    low-precision copy under autocast when the scores are float32) and v. k^T and v are strided views
+    of qkv's output, which the reshape copies, unless the batch (of windows) or the heads are one:
+    then they stay views, and keep qkv's whole output (`qkv`). `k_kept`: k^T was kept already (Swin V2)."""
+    trace.save_new(q, dtype, f"q, scaled ({dtype})")
+    if not k_kept:
+        trace.save(qkv, f"qkv output, k^T and v views ({dtype})") if qkv is not None else \
+            trace.save_new(q, dtype, f"k transposed ({dtype})")
     if trace.low is not None and trace.device == "cuda":
         scores_dtype = "float32"  # CUDA autocast runs softmax in float32
     probs = trace.new(scores, scores_dtype, True)
@@ -351,7 +372,15 @@ def _attend(trace: Trace, q_elements: int, scores: int, dtype: str, scores_dtype
     if trace.low is not None and probs.dtype != trace.low:
         probs = trace.like(probs, dtype=trace.low)
     trace.save(probs, f"attention ({probs.dtype})")
-    trace.save_new(q_elements, dtype, f"v ({dtype})")
+    if qkv is not None:
+        trace.save(qkv, f"qkv output, k^T and v views ({dtype})")
+    else:
+        trace.save_new(q, dtype, f"v ({dtype})")
+
+
+def _qkv_views(trace: Trace, sequences: int, heads: int, q: int, dtype: str) -> Tensor | None:
+    """qkv's output when k^T and v stay views of it (one sequence of the batch, or one head), else None."""
+    return trace.new(3 * q, dtype, True) if sequences == 1 or heads == 1 else None
 
 
 def multiheadattention(layer: S.MultiheadAttention, trace: Trace, x: Tensor, row: Row) -> Tensor:
@@ -366,9 +395,11 @@ def multiheadattention(layer: S.MultiheadAttention, trace: Trace, x: Tensor, row
     if x.requires_grad:
         trace.save_weight_copy(3 * d * d, "in_proj weight copy")
     dtype = trace.compute_dtype(x)
-    _attend(trace, n * d, heads * n * n, dtype, dtype, layer.dropout, needed)
     if needed:
-        trace.save_new(n * d, dtype, f"heads joined, out_proj's input ({dtype})")
+        qkv = _qkv_views(trace, trace.batch, heads, n * d, dtype)
+        _attend(trace, n * d, heads * n * n, dtype, dtype, layer.dropout, qkv)
+        if _trainable(row):
+            trace.save_new(n * d, dtype, f"heads joined, out_proj's input ({dtype})")
         trace.save_weight_copy(d * d, "out_proj weight copy")
     batch = row.input_shape[0]
     projections, matmuls = batch * 4 * n * d * d, batch * 2 * n * n * d
@@ -398,15 +429,13 @@ def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Ten
     dtype = trace.compute_dtype(x)
     scores_dtype = "float32" if trace.low is not None else dtype  # + the float32 position bias
     q = positions * c
-    if v2 and needed:
-        _cosine_scores(trace, layer, positions, c, dtype, trainable)
-    elif needed:
-        # the bias table's gather keeps only its index (a buffer)
-        trace.save_new(q, dtype, f"q, scaled ({dtype})")
-        trace.save_new(q, dtype, f"k transposed ({dtype})")
-    if needed:
-        _softmax_and_v(trace, positions * heads * window, q, dtype, scores_dtype, layer.attention_dropout)
-        trace.save_new(q, dtype, f"heads joined, proj's input ({dtype})")
+    if needed:  # the bias table's gather keeps only its index (a buffer)
+        qkv = _qkv_views(trace, trace.batch * positions // window, heads, q, dtype)
+        if v2:
+            qkv = _cosine_scores(trace, layer, positions, c, dtype, trainable, qkv)
+        _attend(trace, q, positions * heads * window, dtype, scores_dtype, layer.attention_dropout, qkv, v2)
+        if trainable:
+            trace.save_new(q, dtype, f"heads joined, proj's input ({dtype})")
         trace.save_weight_copy(c * c, "proj weight copy")
     out = trace.new(positions * c, dtype, needed, True)
     out = trace.dropout(out, layer.dropout, "projection dropout")
@@ -418,41 +447,36 @@ def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Ten
         table = (2 * wh - 1) * (2 * ww - 1)
         trace.weight_grad += table * (2 * CPB_HIDDEN + CPB_HIDDEN * heads)
         trace.input_grad += table * CPB_HIDDEN * heads
+    # cropped back to h x w with .contiguous(): a copy, unless the crop is contiguous already (no column
+    # padding or one row, and one sample or nothing padded), which then keeps the padded storage
+    if (h == 1 or pw == w) and (trace.batch == 1 or positions == h * w):
+        return trace.new(positions * c, dtype, needed, True)._replace(per_sample=h * w * c)
     return trace.like(x, h * w * c, dtype, needed, True)
 
 
-def _softmax_and_v(trace: Trace, scores: int, q: int, dtype: str, scores_dtype: str, dropout: float) -> None:
-    probs = trace.new(scores, scores_dtype, True)
-    trace.save(probs, f"softmax output ({scores_dtype})")
-    probs = trace.dropout(probs, dropout, "attention dropout")
-    if trace.low is not None and probs.dtype != trace.low:
-        probs = trace.like(probs, dtype=trace.low)
-    trace.save(probs, f"attention ({probs.dtype})")
-    trace.save_new(q, dtype, f"v ({dtype})")
-
-
 def _cosine_scores(trace: Trace, layer: S.ShiftedWindowAttentionV2, positions: int, c: int, dtype: str,
-                   trainable: bool) -> None:
+                   trainable: bool, views: Tensor | None) -> Tensor | None:
     """Swin V2: q and k normalised (each keeps qkv's output, its norm and the clamped norm), q times the
-    per-head logit scale (keeping the normalised q and the scale), and, when trainable, the position-bias
-    MLP (its hidden layer, after an in-place ReLU, and the sigmoid's output), once per forward."""
+    per-head logit scale (keeping the scale, and the normalised q when the scale trains), and, when
+    trainable, the position-bias MLP (its hidden layer, after an in-place ReLU, and the sigmoid's
+    output), once per forward."""
     heads = layer.num_heads
     (wh, ww) = pair(layer.window_size)
-    qkv = trace.new(positions * 3 * c, dtype, True)
-    if trainable:
-        trace.save_new(0, "float32", "exp(logit scale) (float32)", per_forward=heads)
+    qkv = views or trace.new(positions * 3 * c, dtype, True)
+    # exp(logit scale): kept by exp when it trains, and by q_n x scale in any case
+    trace.save_new(0, "float32", "exp(logit scale) (float32)", per_forward=heads)
     for part in ("q", "k"):
         trace.save(qkv, f"qkv output ({dtype})")
         trace.save_new(positions * heads, dtype, f"{part}'s norm ({dtype})")
         trace.save_new(positions * heads, dtype, f"{part}'s clamped norm ({dtype})")
-        if part == "q":
+        if part == "q" and trainable:  # for the logit scale's gradient
             trace.save_new(positions * c, dtype, f"q normalised ({dtype})")
     if trainable:
         table = (2 * wh - 1) * (2 * ww - 1)
         trace.save_new(0, "float32", "bias MLP's hidden layer (float32)", per_forward=table * CPB_HIDDEN)
         trace.save_new(0, "float32", "bias sigmoid's output (float32)", per_forward=heads * (wh * ww) ** 2)
-    trace.save_new(positions * c, dtype, f"k transposed ({dtype})")
-    trace.save_new(positions * c, dtype, f"q, scaled ({dtype})")
+    trace.save_new(positions * c, dtype, f"k normalised, transposed ({dtype})")
+    return views
 
 
 # ---- joins --------------------------------------------------------------------------------------
@@ -479,7 +503,7 @@ def join(op: str, trace: Trace, inputs: list[Tensor], row: Row) -> Tensor:
 
 RULES: dict[type, Rule] = {
     # conv/pool
-    S.Conv2d: conv2d, S.MaxPool2d: maxpool2d, S.AvgPool2d: keeps_input, S.AdaptiveAvgPool2d: keeps_nothing,
+    S.Conv2d: conv2d, S.MaxPool2d: maxpool2d, S.AvgPool2d: keeps_input, S.AdaptiveAvgPool2d: adaptiveavgpool2d,
     # linear
     S.Linear: linear,
     # norms
@@ -504,10 +528,11 @@ RULES: dict[type, Rule] = {
 
 # What each op keeps for backward, in words (the README's table and `archcalc train`'s notes)
 KEEPS: dict[str, str] = {
-    "conv2d": "its input (under autocast: the input's and the weight's low-precision copies)",
+    "conv2d": "its input (under autocast: the input's and the weight's low-precision copies; with padding 'same' "
+              "and an odd total padding, the input padded by its extra pixel)",
     "maxpool2d": "its input and int64 indices of the maxima (one per output element)",
     "avgpool2d": "its input",
-    "adaptiveavgpool2d": "nothing (its backward needs only sizes)",
+    "adaptiveavgpool2d": "its input, unless pooling to 1 x 1 (then a mean, which keeps nothing)",
     "linear": "its input if the weight trains; under autocast also the weight's low-precision copy if the input needs a gradient",
     "batchnorm2d": "its input, and the batch mean and inverse std per channel (float32)",
     "localresponsenorm": "its input, the padded squares, the pre-power sum and the divisor",
