@@ -27,7 +27,7 @@ floor((budget - fixed) / per_sample), with no search.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
@@ -107,8 +107,8 @@ class TrainTotals:
     optimizer_bytes: int
     transient_bytes: int
     transient_layer: str  # where the largest transient is
-    fixed_bytes: int  # what does not grow with the batch
-    per_sample_bytes: int  # what each sample adds
+    fixed_bytes: int  # what does not grow with the batch (from batch 2 on)
+    per_sample_bytes: int  # what each sample adds (from batch 2 on)
     batch: int
 
     @property
@@ -123,16 +123,26 @@ class TrainTotals:
     def step_flops(self) -> int:
         return 2 * self.step_macs
 
+    peak_at_one: int | None = None  # the peak at batch 1, when that is the batch (see below)
+
     @property
     def peak_bytes(self) -> int:
         """weights + gradients + optimizer + saved + transient (+ GradScaler's state): fixed + batch x per_sample."""
+        if self.batch == 1 and self.peak_at_one is not None:
+            return self.peak_at_one
         return self.fixed_bytes + self.batch * self.per_sample_bytes
 
     def max_batch(self, budget: int) -> int | None:
-        """The largest batch whose peak fits `budget` bytes (0: not even one sample; None: no batch-sized term)."""
+        """The largest batch whose peak fits `budget` bytes (0: not even one sample; None: no batch-sized term).
+        From batch 2 on the peak is fixed + batch x per_sample exactly; at batch 1 attention can keep views
+        of one sequence's qkv output instead of copies, so batch 1 is checked on its own."""
         if self.per_sample_bytes == 0:
             return None
-        return max(0, (budget - self.fixed_bytes) // self.per_sample_bytes)
+        largest = (budget - self.fixed_bytes) // self.per_sample_bytes
+        if largest >= 2:
+            return largest
+        one = self.peak_at_one if self.peak_at_one is not None else self.fixed_bytes + self.per_sample_bytes
+        return 1 if one <= budget else 0
 
     def to_dict(self) -> dict[str, Any]:
         names = ("forward_macs", "input_grad_macs", "weight_grad_macs", "backward_macs", "step_macs", "step_flops",
@@ -286,6 +296,16 @@ def train_step(
     if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
         raise SpecError(f"budget must be a positive number of bytes, got {shown(budget)}")
     model = load(spec, params)
+    rows, totals, shape = _account(model, batch, input, optimizer, precision, device)
+    if batch == 1:  # the linear terms hold from batch 2 on (see TrainTotals): take them there
+        two = _account(model, 2, input, optimizer, precision, device)[1]
+        totals = replace(totals, fixed_bytes=two.fixed_bytes, per_sample_bytes=two.per_sample_bytes,
+                         peak_at_one=totals.peak_bytes)
+    return TrainResult(model.name, shape, optimizer, precision, device, rows, totals, budget)
+
+
+def _account(model: Model, batch: int, input: tuple[int, ...] | None, optimizer: str, precision: str,
+             device: str) -> tuple[tuple[TrainRow, ...], TrainTotals, tuple[int, ...]]:
     entering: dict[int, tuple] = {}
     result = run(model, batch=batch, input=input, entering=entering)
     shape = result.input_shape[1:]
@@ -318,7 +338,9 @@ def train_step(
         per_sample_bytes=saved_per_sample + transient,
         batch=batch,
     )
-    return TrainResult(model.name, result.input_shape, optimizer, precision, device, tuple(step.out), totals, budget)
+    if batch == 1:
+        totals = replace(totals, peak_at_one=totals.peak_bytes)
+    return tuple(step.out), totals, result.input_shape
 
 
 __all__ = ["KEEPS", "OPTIMIZERS", "PRECISIONS", "TRAINING_CONVENTIONS", "TrainResult", "TrainRow", "TrainTotals",

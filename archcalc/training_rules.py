@@ -427,7 +427,8 @@ def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Ten
     if x.requires_grad:
         trace.save_weight_copy(3 * c * c, "qkv weight copy")
     dtype = trace.compute_dtype(x)
-    scores_dtype = "float32" if trace.low is not None else dtype  # + the float32 position bias
+    # V1 adds a float32 bias table (promoting low-precision scores); V2's bias comes from its MLP, in the low dtype
+    scores_dtype = "float32" if trace.low is not None and not v2 else dtype
     q = positions * c
     if needed:  # the bias table's gather keeps only its index (a buffer)
         qkv = _qkv_views(trace, trace.batch * positions // window, heads, q, dtype)
@@ -471,10 +472,13 @@ def _cosine_scores(trace: Trace, layer: S.ShiftedWindowAttentionV2, positions: i
         trace.save_new(positions * heads, dtype, f"{part}'s clamped norm ({dtype})")
         if part == "q" and trainable:  # for the logit scale's gradient
             trace.save_new(positions * c, dtype, f"q normalised ({dtype})")
-    if trainable:
-        table = (2 * wh - 1) * (2 * ww - 1)
-        trace.save_new(0, "float32", "bias MLP's hidden layer (float32)", per_forward=table * CPB_HIDDEN)
-        trace.save_new(0, "float32", "bias sigmoid's output (float32)", per_forward=heads * (wh * ww) ** 2)
+    if trainable:  # under autocast the MLP runs in the low dtype: its input's copy and 2nd weight's copy are kept
+        table, mlp = (2 * wh - 1) * (2 * ww - 1), trace.low or "float32"
+        if trace.low is not None:
+            trace.save_new(0, mlp, f"bias MLP's coordinates copy ({mlp})", per_forward=table * 2)
+        trace.save_new(0, mlp, f"bias MLP's hidden layer ({mlp})", per_forward=table * CPB_HIDDEN)
+        trace.save_weight_copy(CPB_HIDDEN * heads, "bias MLP's second weight copy")
+        trace.save_new(0, mlp, f"bias sigmoid's output ({mlp})", per_forward=heads * (wh * ww) ** 2)
     trace.save_new(positions * c, dtype, f"k normalised, transposed ({dtype})")
     return views
 
