@@ -41,7 +41,9 @@ from archcalc.training_rules import DTYPE_SIZE, KEEPS, LOW, RULES, Tensor, Trace
 OPTIMIZERS = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}  # float32 state tensors per parameter
 PRECISIONS = tuple(LOW)
 DEVICES = ("cuda", "cpu")
-GRAD_SCALER_BYTES = 8  # torch.amp.GradScaler: its float32 scale and int32 growth tracker
+GRAD_SCALER_BYTES = 8
+# ops that keep views instead of copies at batch 1 (one sequence): elsewhere batch 1 is on the line too
+BATCH_ONE_VIEWS = ("multiheadattention", "shiftedwindowattention", "shiftedwindowattentionv2")  # torch.amp.GradScaler: its float32 scale and int32 growth tracker
 
 TRAINING_CONVENTIONS = {
     "forward_macs": "as `archcalc table`: multiply-accumulates of conv2d, linear and attention's matmuls",
@@ -134,8 +136,8 @@ class TrainTotals:
 
     def max_batch(self, budget: int) -> int | None:
         """The largest batch whose peak fits `budget` bytes (0: not even one sample; None: no batch-sized term).
-        From batch 2 on the peak is fixed + batch x per_sample exactly; at batch 1 attention can keep views
-        of one sequence's qkv output instead of copies, so batch 1 is checked on its own."""
+        From batch 2 on the peak is fixed + batch x per_sample exactly; at batch 1 some reshapes are views
+        instead of copies (attention's q, k, v; a linear on tokens), so batch 1 is checked on its own."""
         if self.per_sample_bytes == 0:
             return None
         largest = (budget - self.fixed_bytes) // self.per_sample_bytes
@@ -297,7 +299,7 @@ def train_step(
         raise SpecError(f"budget must be a positive number of bytes, got {shown(budget)}")
     model = load(spec, params)
     rows, totals, shape = _account(model, batch, input, optimizer, precision, device)
-    if batch == 1:  # the linear terms hold from batch 2 on (see TrainTotals): take them there
+    if batch == 1:  # the linear terms hold from batch 2 on (see TrainTotals.max_batch): take them there
         two = _account(model, 2, input, optimizer, precision, device)[1]
         totals = replace(totals, fixed_bytes=two.fixed_bytes, per_sample_bytes=two.per_sample_bytes,
                          peak_at_one=totals.peak_bytes)

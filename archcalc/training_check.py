@@ -114,8 +114,9 @@ def measure(spec: SpecLike, *, batch: int = 2, input: tuple[int, ...] | None = N
     are left at zero (`init=False`): what is counted does not depend on their values, and a large
     model builds in a fraction of the time."""
     torch.manual_seed(seed)
-    net = build_module(spec, input=input, init=False, device=device)
-    shape = tuple(input) if input is not None else net.spec.input
+    model = load(spec)
+    net = build_module(model, input=input, init=False, device=device)
+    shape = tuple(input) if input is not None else model.input
     x = torch.randn(batch, *shape, device=device)
     kept = {p.untyped_storage().data_ptr() for p in net.parameters()}
     kept |= {b.untyped_storage().data_ptr() for b in net.buffers()}

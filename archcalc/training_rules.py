@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
+from archcalc.errors import SpecError
 from archcalc.ops.attention import CPB_HIDDEN
 from archcalc.ops.common import ChannelsLast
 from archcalc.result import Row
@@ -228,6 +229,9 @@ def view(layer: Any, trace: Trace, x: Tensor, row: Row) -> Tensor:
 
 
 def batchnorm2d(layer: S.BatchNorm2d, trace: Trace, x: Tensor, row: Row) -> Tensor:
+    if trace.batch * row.input_shape[2] * row.input_shape[3] == 1:
+        raise SpecError("batchnorm2d in training needs more than one value per channel (batch x H x W is 1): "
+                        "train with a batch of 2 or more")
     if x.requires_grad or _trainable(row):  # native_batch_norm: input, and the batch's mean and inverse std
         trace.save(x, "input")
         channels = row.input_shape[1]
@@ -326,9 +330,15 @@ def selecttoken(layer: S.SelectToken, trace: Trace, x: Tensor, row: Row) -> Tens
 # ---- linear, and ops with a parameter -----------------------------------------------------------
 
 
+def _reshape_copies(trace: Trace, row: Row, x: Tensor) -> bool:
+    """Whether matmul's reshape of an N-d input to 2-d copies it: for a map or tokens laid out channels first
+    (a permute, or tokens of a channels-first map), unless the batch is one (then it is a view)."""
+    return len(row.input_shape) > 2 and not x.contiguous and trace.batch > 1
+
+
 def linear(layer: S.Linear, trace: Trace, x: Tensor, row: Row) -> Tensor:
     cast = trace.to_low(x)
-    if len(row.input_shape) > 2 and not cast.contiguous:  # matmul reshapes a strided N-d input: a copy
+    if _reshape_copies(trace, row, cast):
         cast = trace.like(cast, contiguous=True)
     if _trainable(row):  # the weight's gradient reads the input
         trace.save(cast, "input" if cast is x else f"input copy ({cast.dtype})")
@@ -388,7 +398,7 @@ def multiheadattention(layer: S.MultiheadAttention, trace: Trace, x: Tensor, row
     heads = layer.num_heads
     needed = x.requires_grad or _trainable(row)
     cast = trace.to_low(x)
-    if not cast.contiguous:
+    if _reshape_copies(trace, row, cast):
         cast = trace.like(cast, contiguous=True)
     if _trainable(row):
         trace.save(cast, "input" if cast is x else f"input copy ({cast.dtype})")
@@ -432,7 +442,7 @@ def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Ten
     q = positions * c
     if needed:  # the bias table's gather keeps only its index (a buffer)
         qkv = _qkv_views(trace, trace.batch * positions // window, heads, q, dtype)
-        if v2:
+        if isinstance(layer, S.ShiftedWindowAttentionV2):
             qkv = _cosine_scores(trace, layer, positions, c, dtype, trainable, qkv)
         _attend(trace, q, positions * heads * window, dtype, scores_dtype, layer.attention_dropout, qkv, v2)
         if trainable:
