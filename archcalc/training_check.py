@@ -282,10 +282,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append((name, precision, result))
             status = result if isinstance(result, str) else ("agrees" if result.agrees else "; ".join(result.differences[:5]))
             print(f"{name} {precision}: {status}", flush=True)
-    text = _report(results)
+        if args.all:  # after each model: a long sweep stopped halfway keeps what it has
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(_report(results))
     if args.all:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
         print(f"wrote {args.output}")
     return 0 if all(not isinstance(r, str) and r.agrees for _, _, r in results) else 1
 
