@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every built-in; writes reports/training-check.md")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--input", type=int, nargs="+", help="C H W (default: the spec's)")
-    parser.add_argument("--precision", action="append", choices=["fp32", "bf16-mixed"],
+    parser.add_argument("--precision", action="append", choices=["fp32", "bf16-mixed", "fp16-mixed"],
                         help="repeatable; default fp32 and bf16-mixed")
     parser.add_argument("--output", type=Path, default=Path("reports/training-check.md"))
     args = parser.parse_args(argv)

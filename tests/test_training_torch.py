@@ -43,6 +43,12 @@ def test_built_ins_match_torch(name, size, precision):
     assert result.agrees, "\n".join(result.differences)
 
 
+@pytest.mark.parametrize("name", ["mobilenet-v3-small", "vit-b-16"])
+def test_fp16_mixed_matches_torch(name):
+    result = compare(name, batch=2, input=(3, 32, 32), precision="fp16-mixed")
+    assert result.agrees, "\n".join(result.differences)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "sgd-momentum", "adam", "adamw"])
 def test_optimizer_bytes_match_torch(optimizer):
     spec = _model({"name": "small", "input": [3, 12, 12], "layers": [
