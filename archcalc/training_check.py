@@ -13,9 +13,10 @@ What is measured, on the module `build_module` makes (train mode, `loss = output
   state     after one `optimizer.step()`: the bytes of every `p.grad`, and of every tensor in
             the optimizer's state.
 
-`python -m archcalc.training_check --all` sweeps every built-in (slow: minutes per large model on
-two cores) and writes reports/training-check.md; `python -m archcalc.training_check resnet18 vit-b-16
---input 3 32 32` checks a few. torch is imported here only.
+`python -m archcalc.training_check --all --batch 1 8` sweeps every built-in at its own input (slow:
+minutes per large model on two cores) and writes reports/training-check.md after each model;
+`python -m archcalc.training_check resnet18 vit-b-16 --input 3 32 32` checks a few. torch is imported
+here only.
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def _report(results: list[tuple[str, str, Comparison | str]]) -> str:
         "during `loss.backward()` (flops = 2 x our MACs). Saved: saved_tensors_hooks, distinct storages, parameters",
         "and buffers excluded.",
         "",
-        "| model | precision | backward flops (ours) | torch | saved bytes (ours) | torch | agrees | seconds |",
+        "| model | precision, batch | backward flops (ours) | torch | saved bytes (ours) | torch | agrees | seconds |",
         "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     notes = []
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m archcalc.training_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="*", help="built-in names or spec paths")
     parser.add_argument("--all", action="store_true", help="every built-in; writes reports/training-check.md")
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--batch", type=int, nargs="+", default=[2], help="one or more batch sizes (e.g. 1 8)")
     parser.add_argument("--input", type=int, nargs="+", help="C H W (default: the spec's)")
     parser.add_argument("--precision", action="append", choices=["fp32", "bf16-mixed", "fp16-mixed"],
                         help="repeatable; default fp32 and bf16-mixed")
@@ -274,14 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     results: list[tuple[str, str, Comparison | str]] = []
     for name in names:
         for precision in precisions:
-            try:
-                result: Comparison | str = compare(name, batch=args.batch, precision=precision,
-                                                   input=tuple(args.input) if args.input else None)
-            except Exception as err:  # a model torch cannot build or run is reported, not fatal
-                result = f"{type(err).__name__}: {err}"
-            results.append((name, precision, result))
-            status = result if isinstance(result, str) else ("agrees" if result.agrees else "; ".join(result.differences[:5]))
-            print(f"{name} {precision}: {status}", flush=True)
+            for batch in args.batch:
+                try:
+                    result: Comparison | str = compare(name, batch=batch, precision=precision,
+                                                       input=tuple(args.input) if args.input else None)
+                except Exception as err:  # a model torch cannot build or run is reported, not fatal
+                    result = f"{type(err).__name__}: {err}"
+                results.append((name, f"{precision}, batch {batch}", result))
+                status = result if isinstance(result, str) else \
+                    ("agrees" if result.agrees else "; ".join(result.differences[:5]))
+                print(f"{name} {precision} batch {batch}: {status}", flush=True)
         if args.all:  # after each model: a long sweep stopped halfway keeps what it has
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(_report(results))
