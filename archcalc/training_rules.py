@@ -113,7 +113,10 @@ class Trace:
 
     # ---- what is kept ----
     def save(self, x: Tensor, what: str) -> None:
-        """Keep x for backward; a storage kept before (by this layer or an earlier one) is not counted again."""
+        """Keep x for backward; a storage kept before (by this layer or an earlier one) is not counted again.
+        Under mixed precision `what` says the dtype."""
+        if self.low is not None and "(" not in what:
+            what += f" ({x.dtype})"
         if x.storage in self.saved:
             what += " (kept already)"
         else:
