@@ -79,7 +79,10 @@ def render() -> str:
         "gradients + optimizer state + the activations autograd saves + the largest transient (one layer's input and "
         "output gradients); from batch 2 on it is exactly `fixed + batch x per_sample`, so the largest batch under a "
         "budget is `floor((budget - fixed) / per_sample)`. GB = 1e9 bytes; a card sold as 24 GB holds 24 GiB "
-        "(25.8e9 bytes): give `--budget 24GiB` to use all of it.",
+        "(25.8e9 bytes): give `--budget 24GiB` to use all of it. The per-op rules are proved exactly against torch's "
+        "saved_tensors_hooks and FlopCounterMode on CPU (tests/test_training_torch.py); the CUDA rules (bool dropout "
+        "masks, float32 layer norm and softmax under autocast) and the peak against torch.cuda.max_memory_allocated "
+        "are checked only where a GPU runs that test.",
         "",
         f"![peak training memory against batch size]({CHART})",
         "",
