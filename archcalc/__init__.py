@@ -16,8 +16,8 @@ from archcalc.spec import (
     Node, ReLU, ReLU6, Repeat, Residual, Sequential, Sigmoid, SiLU, Softmax, StochasticDepth, Tanh, Unknown,
 )
 from archcalc.spec import (
-    ClassToken, LayerNorm, MeanTokens, MultiheadAttention, PatchMerge, Permute, PositionEmbedding, SelectToken,
-    ShiftedWindowAttention, ShiftedWindowAttentionV2, Tokens,
+    ClassToken, LayerNorm, MeanTokens, MultiheadAttention, PartitionAttention, PatchMerge, Permute, PositionEmbedding,
+    SelectToken, ShiftedWindowAttention, ShiftedWindowAttentionV2, Tokens,
 )
 
 __version__ = "0.1.0"
@@ -71,5 +71,5 @@ __all__ = [
     "ReLU6", "Hardswish", "Hardsigmoid", "SiLU", "GELU", "Identity", "StochasticDepth", "LayerScale",
     "ChannelShuffle", "Chunk", "Unknown", "Sequential", "Concat", "Residual", "Gate", "Repeat", "Auxiliary", "__version__",
     "Permute", "LayerNorm", "Tokens", "ClassToken", "PositionEmbedding", "SelectToken", "MeanTokens",
-    "MultiheadAttention", "ShiftedWindowAttention", "ShiftedWindowAttentionV2", "PatchMerge",
+    "MultiheadAttention", "ShiftedWindowAttention", "ShiftedWindowAttentionV2", "PartitionAttention", "PatchMerge",
 ]

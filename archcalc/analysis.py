@@ -15,15 +15,15 @@ from archcalc.ops import GLOBAL, HANDLERS, PER_FORWARD, ChannelsLast, Window, de
 from archcalc.ops.common import channels, subpixel
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
 from archcalc.spec import (
-    MAX_SIZE, Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, MultiheadAttention, Node, Repeat, Residual,
-    Sequential, ShiftedWindowAttention, resolved, spell_parts, too_big, valid_input,
+    MAX_SIZE, Auxiliary, Concat, Conv2d, Gate, Layers, Linear, Model, MultiheadAttention, Node, PartitionAttention,
+    Repeat, Residual, Sequential, ShiftedWindowAttention, resolved, spell_parts, too_big, valid_input,
 )
 
 # Rows and groups are made with tuple.__new__: a named tuple's own __new__ is Python code, and
 # took an eighth of a GoogLeNet's analysis (py-spy).
 _new = tuple.__new__
 # what "depth" counts, as in "VGG-16" and "ResNet-152"; an attention layer counts as one
-WEIGHT_LAYERS = (Conv2d, Linear, MultiheadAttention, ShiftedWindowAttention)
+WEIGHT_LAYERS = (Conv2d, Linear, MultiheadAttention, ShiftedWindowAttention, PartitionAttention)
 MAX_LAYERS = 100_000  # layers repeats may visit; a spec beyond this is a mistake, and would take long to print
 # The largest cumulative stride (input pixels between neighbouring outputs): past it a path's strides
 # multiply into integers of thousands of digits (each row keeps its own), and the receptive field
@@ -62,15 +62,30 @@ def count_layers(layers: Layers, memo: dict[int, int] | None = None) -> int:
 
 
 def child_keys(layers: Layers) -> list[str]:
-    """Module names for a list of layers: the layer's `name`, else its index."""
-    keys = [layer.name or str(i) for i, layer in enumerate(layers)]
-    if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        layer = layers[keys.index(dup)]
-        raise SpecError(f"two layers in the same list are named {shown(dup)}", op=layer.OP).located(
-            file=layer.where.file if layer.where else None, line=layer.where.line if layer.where else None
-        )
+    """Module names for a list of layers: the layer's `name`, else its place in the list, where an
+    inline repeat's copies take a place each (its key: its first copy's place, which the next
+    layer takes when it has no copies)."""
+    keys, place, modules = [], 0, []
+    for layer in layers:
+        key = layer.name or str(place)
+        keys.append(key)
+        if layer.__class__ is Repeat and layer.inline:
+            if layer.name:
+                raise _at(SpecError("an inline repeat's copies take their places in the list: it has no name of "
+                                    "its own", op="repeat"), layer)
+            place += layer.times
+        else:
+            modules.append((key, layer))
+            place += 1
+    names = [key for key, _ in modules]
+    if len(set(names)) != len(names):
+        dup, layer = next((key, layer) for key, layer in modules if names.count(key) > 1)
+        raise _at(SpecError(f"two layers in the same list are named {shown(dup)}", op=layer.OP), layer)
     return keys
+
+
+def _at(err: SpecError, layer: Node) -> SpecError:
+    return err.located(file=layer.where.file if layer.where else None, line=layer.where.line if layer.where else None)
 
 
 # A leaf layer on one input shape, worked out once per analysis: all its row needs but the path
@@ -146,6 +161,10 @@ class _Walker:
                 step = steps.get(key)
                 if step is None:
                     visit = _COMPOSITES.get(layer.__class__)
+                    if keys is not None and layer.__class__ is Repeat and layer.inline:  # no group: its copies stand here
+                        shape, rf, jump, grid, depth = self.repeat(
+                            layer, (shape, rf, jump, grid, depth), prefix, trainable and layer.trainable, int(keys[i]))
+                        continue
                     if visit is not None:  # its rows, and a Group spanning them before its children's groups
                         start, index = len(rows), len(groups)
                         if start + index > MAX_LAYERS:  # a Model made in Python can share one node everywhere
@@ -153,6 +172,9 @@ class _Walker:
                         groups.append(None)
                         shape, rf, jump, grid, depth = visit(
                             self, layer, (shape, rf, jump, grid, depth), path, trainable and layer.trainable)
+                        if len(rows) == start:  # no rows (a repeat of zero copies): nothing to span or explain
+                            del groups[index:]
+                            continue
                         kind = (layer.block or "sequential") if layer.__class__ is Sequential else layer.OP
                         groups[index] = _new(Group, (path, kind, start, len(rows)))
                         continue
@@ -225,7 +247,9 @@ class _Walker:
                              for row in self.rows[start:]]
         return state
 
-    def repeat(self, layer: Repeat, state: State, path: tuple[str, ...], trainable: bool) -> State:
+    def repeat(self, layer: Repeat, state: State, path: tuple[str, ...], trainable: bool,
+               first: int | None = None) -> State:
+        """The copies at `path`.0, .1, ...; an inline repeat's at `path`.first, .first + 1, ... in the list at `path`."""
         layers = layer.layers
         if not layers:
             raise SpecError("repeat has no layers")
@@ -238,7 +262,8 @@ class _Walker:
         single = len(layers) == 1
         try:
             for copy in range(layer.times):
-                state = self.sequence(layers, state, path + (str(copy),), trainable, (".repeat.layers",), single)
+                key = str(copy if first is None else first + copy)
+                state = self.sequence(layers, state, path + (key,), trainable, (".repeat.layers",), single)
         finally:
             self.repeating = not outermost
         return state

@@ -278,7 +278,8 @@ def memory_limit(settings: Settings) -> int:
 
 
 def clear_parse_cache() -> None:
-    """Forget the parsed built-in YAML files: the next load reads and parses them all again."""
+    """Forget the parsed built-in YAML files: the next load reads and parses its model's file again."""
+    registry._spec_file.cache_clear()
     registry._builtin_files.cache_clear()
     registry._builtin_index.cache_clear()
 

@@ -1,7 +1,5 @@
 """`archcalc bench`: time archcalc against fvcore, FlopCounterMode and a forward pass; write the report."""
 
-from __future__ import annotations
-
 import dataclasses
 import importlib.util
 import sys

@@ -109,8 +109,8 @@ def render_markdown(bench: BenchResult, command: str, plots: dict[str, str]) -> 
             "## Cold start: parsing the YAML first",
             "",
             "`archcalc.analyze(name)` at the model's default input after forgetting the parsed files "
-            "(`registry._builtin_files` and `_builtin_index` cleared), so every built-in YAML file is "
-            "read and parsed again: what the first call in a process pays. Peak memory by tracemalloc.",
+            "(the registry's caches cleared), so the model's YAML file (those that mention its name, its own "
+            "first) is read and parsed again: what the first call in a process pays. Peak memory by tracemalloc.",
             "",
             tabulate([[m, seconds(c.timing.median_s), c.timing.n, f"{c.peak_bytes / 1e6:.2f} MB"]
                       for m, c in bench.cold.items()],

@@ -1,9 +1,9 @@
 """The `archcalc` command line: one typer app, one plain function per command."""
 
-from __future__ import annotations
-
 import enum
 import os
+import re
+import shutil
 import sys
 from typing import Annotated, Optional
 
@@ -15,9 +15,9 @@ from archcalc.cli_common import (
     SetOption, UnitsOption, WideOption, analyse, complete_model, fail, load_model, settings_per_model,
 )
 from archcalc.analysis import run
-from archcalc.errors import SpecError
-from archcalc.formatting import render, to_json
-from archcalc.registry import list_models
+from archcalc.errors import SpecError, shown
+from archcalc.formatting import Table, plain_output, render, to_json
+from archcalc.registry import families, family as family_of, list_models
 from archcalc.tables import compare_table, compare_dict, layer_table, model_table
 
 from typer._click.exceptions import ClickException  # typer ships click's code (pyproject: typer >= 0.26)
@@ -104,15 +104,53 @@ def table(
     render(layer_table(result, rows, units), format.value, units, wide)
 
 
-@app.command("list", epilog="Examples: archcalc list | archcalc list --units | archcalc list --format csv")
-def list_(format: FormatOption = OutputFormat.table, units: UnitsOption = None, wide: WideOption = False,
-          explain_columns: ExplainColumnsOption = False) -> None:
-    """Every built-in model: description, default input, params, MACs and depth."""
-    results = [analyse(name) for name in list_models()]
+def natural(name: str) -> list:
+    """A sort key that reads digits as numbers: resnet18 before resnet101, regnet-y-8gf before regnet-y-16gf."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def list_table(text: str | None = None, family: str | None = None) -> Table:
+    """The built-ins of `family` (all: None) whose name or family holds `text`, grouped by family;
+    only these are analysed."""
+    names = list_models(family)
+    if text is not None:
+        wanted = text.lower().replace("_", "-")
+        names = [n for n in names if wanted in n or wanted in family_of(n)]
+        if not names:
+            raise SpecError(f"no built-in model's name or family holds {shown(text)}; `archcalc list` shows them all")
+    grouped = sorted(names, key=lambda n: (family_of(n), natural(n)))
+    return model_table([analyse(name) for name in grouped], [family_of(n) for n in grouped])
+
+
+FamilyOption = Annotated[
+    Optional[str],
+    typer.Option("--family", "-f", metavar="FAMILY", autocompletion=lambda incomplete: [
+        f for f in families() if f.startswith(incomplete)], show_default=False,
+        help="Only this family's models (the file they are written in: resnet, efficientnet, vit, ...)."),
+]
+
+
+@app.command("list", epilog="Examples: archcalc list | archcalc list vit | archcalc list --family efficientnet "
+             "--units | archcalc list --format csv")
+def list_(
+    text: Annotated[Optional[str], typer.Argument(
+        metavar="[TEXT]", show_default=False,
+        help="Only the models whose name or family holds TEXT (any case; torchvision's `_` reads as `-`).")] = None,
+    family: FamilyOption = None,
+    format: FormatOption = OutputFormat.table,
+    units: UnitsOption = None,
+    wide: WideOption = False,
+    explain_columns: ExplainColumnsOption = False,
+) -> None:
+    """The built-in models by family: default input, params, MACs, depth and description."""
+    try:
+        listed = list_table(text, family)
+    except SpecError as err:
+        fail(err)
     if format is OutputFormat.json:
-        sys.stdout.write(to_json(model_table(results).records()))
+        sys.stdout.write(to_json(listed.records()))
         return
-    render(model_table(results), format.value, units, wide)
+    render(listed, format.value, units, wide)
 
 
 ModelsArgument = Annotated[
@@ -185,10 +223,11 @@ def explain(
     format: Annotated[ExplainFormat, typer.Option(
         "--format", "-f", case_sensitive=False, help="text, or markdown for notes and slides.")] = ExplainFormat.text,
 ) -> None:
-    """Each layer's output size per axis, params, MACs, FLOPs, receptive field and stride, worked out with the
-    values put in (from the same code as the table).
+    """Each layer's output size, params, MACs, FLOPs and receptive field, worked out with the values put in.
+
+    The numbers come from the same code as the table's.
     """
-    from archcalc.explain import explain as explain_layers, to_markdown, to_text
+    from archcalc.explain import conventions, explain as explain_layers, to_markdown, to_text
 
     spec = load_model(model, set)
     try:
@@ -196,7 +235,12 @@ def explain(
                                    input=input.resolve(spec.input) if input is not None else None)
     except SpecError as err:
         fail(err)
-    sys.stdout.write(to_markdown(explained) if format is ExplainFormat.markdown else to_text(explained))
+    if format is ExplainFormat.markdown:
+        sys.stdout.write(to_markdown(explained) + "\n" + conventions())
+        return
+    # on a terminal, long lines are broken between words to its width; piped, one line per number
+    width = None if plain_output() else shutil.get_terminal_size().columns
+    sys.stdout.write(to_text(explained, width) + "\n" + conventions(width))
 
 
 # ---------------------------------------------------------------------------------------

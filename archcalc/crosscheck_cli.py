@@ -18,13 +18,14 @@ from archcalc.cli_common import (
     BatchOption, FormatOption, InputOption, InputSize, OutputFormat, SetOption, Setting, UnitsOption, complete_model,
     fail, load_model, settings_per_model,
 )
-from archcalc.errors import INSTALL_ORACLES
+from archcalc.errors import INSTALL_ORACLES, SpecError
 from archcalc.formatting import Column, Table, number, render, shape, to_json
 from archcalc.progress import progress
 from archcalc.registry import list_models
 
 if TYPE_CHECKING:
     from archcalc.crosscheck import CheckResult
+    from archcalc.torchvision_check import Identity
 
 DISAGREE = 1
 
@@ -160,12 +161,31 @@ def crosscheck(
         help="Timed forward passes (the median is shown) after one warm-up; default 5, 3 with --all; 0: no timing.")] = None,
     format: FormatOption = OutputFormat.table,
     units: UnitsOption = False,
+    torchvision: Annotated[bool, typer.Option(
+        "--torchvision", help="Instead, prove the built-in is torchvision's model: torchvision's weights loaded into "
+        "it give torchvision's output, and every conv, linear and norm layer its shape (with --all: every built-in "
+        "that names a torchvision builder, at its default input; needs torchvision).")] = False,
 ) -> None:
-    """Build the spec as a torch network, run it and compare every layer's output shape, params, fvcore count and
-    FlopCounterMode count with the calculator's. Exit 1 on any disagreement.
+    """Run the spec as a torch network and compare every layer with fvcore and FlopCounterMode.
+
+    Every layer's output shape, params, fvcore count and FlopCounterMode count is compared with the
+    calculator's. Exit 1 on any disagreement.
     """
     if all_models == (model is not None):
         raise typer.BadParameter("give a MODEL or --all (not both)", param_hint="MODEL")
+    if torchvision:
+        if set or batch != 1 or runs is not None or device is not Device.auto:
+            raise typer.BadParameter("--torchvision takes only MODEL or --all, --input and --format",
+                                     param_hint="--torchvision")
+        proofs = prove_torchvision(None if all_models else model, input)
+        if format is OutputFormat.json:
+            data = [p.to_dict() for p in proofs]
+            sys.stdout.write(to_json(data if all_models else data[0]))
+        else:
+            render(identity_table(proofs), format.value, units)
+        if not all(p.ok for p in proofs):
+            raise typer.Exit(DISAGREE)
+        return
     try:
         from archcalc.crosscheck import CrossCheckError, resolve_device
     except ImportError as err:
@@ -194,11 +214,60 @@ def crosscheck(
         raise typer.Exit(DISAGREE)
 
 
+IDENTITY_COLUMNS = (
+    Column("model", "model", numeric=False),
+    Column("input", "input", numeric=False),
+    Column("layers", "layers compared"),
+    Column("max_abs_difference", "max |difference|", numeric=False),
+    Column("output_scale", "max |output|", numeric=False),
+    Column("seconds", "seconds", numeric=False),
+    Column("agreement", "identical", numeric=False),
+)
+
+
+def identity_table(checks: list[Identity]) -> Table:
+    """One row per built-in proven against torchvision's module."""
+    rows = [[c.name, shape(c.input), c.layers, f"{c.max_abs_difference:.2g}", f"{c.output_scale:.3g}",
+             f"{c.seconds:.1f}", "✓" if c.ok else f"✗ {c.shape_mismatch or 'outputs differ'}"] for c in checks]
+    same = sum(c.ok for c in checks)
+    notes = [f"{same} of {len(checks)} built-ins are torchvision's function (outputs within float32 rounding: "
+             f"|difference| <= 1e-4 x max(1, |output|), the same shape at every conv, linear and norm layer); "
+             f"{sum(c.seconds for c in checks):.0f} s"]
+    return Table(IDENTITY_COLUMNS, rows, None, "built-ins against torchvision's modules (weights moved across)", notes)
+
+
+def prove_torchvision(model: str | None, input: InputSize | None) -> list[Identity]:
+    """check_identity for one built-in (None: every torchvision built-in), a usage error when it cannot run."""
+    try:
+        from archcalc.torchvision_check import check_identity, import_torchvision, torchvision_builtins
+
+        import_torchvision()
+    except ImportError as err:
+        fail(f"--torchvision needs torch and torchvision ({err}): pip install 'archcalc[torchvision]' with torch and "
+             "torchvision pinned to a matching pair (README, Development)")
+    names = torchvision_builtins() if model is None else [load_model(model).name]
+    if model is not None and names[0] not in torchvision_builtins():
+        fail(f"{names[0]} names no torchvision builder (its spec has no `published: {{torchvision: ...}}`)")
+    checks = []
+    with progress("torchvision identity", total=len(names)) as step:
+        for name in names:
+            step(name)
+            spec_input = load_model(name).input
+            shape_ = input.resolve(spec_input) if input is not None else None
+            try:
+                checked = check_identity(name, shape_)
+            except (ValueError, RuntimeError) as err:  # a spec error, a size the builder refuses, a mapping that fails
+                fail(f"{name}: {err}")
+            print(f"  {name}: {'identical' if checked.ok else 'DIFFERS'} ({checked.seconds:.1f} s)", file=sys.stderr)
+            checks.append(checked)
+            step(advance=1)
+    return checks
+
+
 def _check_one(name: str, settings: list[Setting] | None, input: InputSize | None, batch: int, device: str, runs: int,
                each: bool, phase: Callable[[str], None]) -> CheckResult:
     """One model's check; a bad spec or input ends the command (exit 2), a disagreement does not."""
     from archcalc.crosscheck import CrossCheckError, check_model
-    from archcalc.errors import SpecError
 
     spec = load_model(name, settings)
     shape_ = input.resolve(spec.input) if input is not None else None

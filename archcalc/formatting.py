@@ -38,6 +38,7 @@ class Table:
     total: Sequence[Value] | None = None
     title: str = ""  # the header line
     notes: list[str] = field(default_factory=list)  # lines after the table
+    group_by: int | None = None  # a column whose runs of equal values a terminal shows as sections, named once
 
     def records(self) -> list[dict[str, Value]]:
         """Rows (and the totals row) as dicts of raw values keyed by column key."""
@@ -220,7 +221,12 @@ def _grid(table: Table, fit: Fit, widths: dict[int, int] | None = None):
                         min_width=None if fit.wrap == 2 and wraps else widest if not wraps else min(widest, WRAP_WIDTH),
                         width=(widths or {}).get(i),
                         justify="right" if column.numeric else "left")
-    for row in cells:
+    shown_group = table.group_by if table.group_by in fit.columns else None
+    for n, row in enumerate(cells):
+        if shown_group is not None and n and table.rows[n][shown_group] == table.rows[n - 1][shown_group]:
+            row[fit.columns.index(shown_group)] = ""
+        elif n and table.group_by is not None and table.rows[n][table.group_by] != table.rows[n - 1][table.group_by]:
+            grid.add_section()
         grid.add_row(*map(Text, row))
     return grid
 

@@ -4,9 +4,6 @@ Exit status: 0 written, 2 when the module cannot be built, traced or mapped (one
 unmapped call), with nothing written.
 """
 
-from __future__ import annotations
-
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -35,8 +32,11 @@ def import_(
         "--allow-unknown", help="Keep calls archcalc has no op for as zero-cost `unknown` placeholders "
         "(with the traced output shape) instead of failing.")] = False,
 ) -> None:
-    """Import a torch model: trace it (torch.fx, on the meta device: no weights allocated) and write an
-    archcalc spec whose layers are named after its modules."""
+    """Import a torch model as a spec file whose layers are named after its modules.
+
+    The model is traced with torch.fx on the meta device: no weights are allocated."""
+    import json  # here: every other command would pay its import
+
     try:
         arguments = json.loads(kwargs)
     except json.JSONDecodeError as err:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 from archcalc.errors import SpecError, shown
 from archcalc.loader import SpecFile, did_you_mean
-from archcalc.spec import Model
+from archcalc.spec import Model, valid_name
 
 
 def architectures_dir() -> Path:
@@ -28,8 +29,19 @@ class UnknownModelError(SpecError):
 
 
 @functools.lru_cache(maxsize=None)
+def _builtin_paths() -> tuple[Path, ...]:
+    return tuple(sorted(architectures_dir().glob("*.yaml")))
+
+
+@functools.lru_cache(maxsize=None)
+def _spec_file(path: Path) -> SpecFile:
+    """A built-in file, read and compiled once per process."""
+    return SpecFile(path)
+
+
+@functools.lru_cache(maxsize=None)
 def _builtin_files() -> tuple[SpecFile, ...]:
-    return tuple(SpecFile(path) for path in sorted(architectures_dir().glob("*.yaml")))
+    return tuple(_spec_file(path) for path in _builtin_paths())
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,9 +55,64 @@ def _builtin_index() -> dict[str, SpecFile]:
     return index
 
 
-def list_models() -> list[str]:
-    """Names of every built-in model, sorted."""
-    return sorted(_builtin_index())
+def _builtin(name: str) -> SpecFile | None:
+    """The built-in file that defines `name`, parsing only the files whose text mentions it (the file
+    named like it first): a command that loads one model then parses one file, not all of them, which
+    was most of `archcalc table alexnet`'s start. Found nowhere so: the full index decides."""
+    if _builtin_index.cache_info().currsize:
+        return _builtin_index().get(name)
+    mention = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
+    paths = [path for path in _builtin_paths() if mention.search(path.read_text(encoding="utf-8", errors="replace"))]
+    for path in sorted(paths, key=lambda path: not name.startswith(path.stem)):
+        spec_file = _spec_file(path)
+        if name in spec_file.names:
+            return spec_file
+    return _builtin_index().get(name)
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Names of every built-in model (of one family: its file's name, e.g. `efficientnet`), sorted."""
+    index = _builtin_index()
+    if family is not None and family not in families():
+        raise SpecError(f"unknown family {shown(family)}{did_you_mean(family, families())}; "
+                        f"the families: {', '.join(families())}")
+    return sorted(name for name, spec_file in index.items() if family is None or _family(spec_file) == family)
+
+
+def families() -> list[str]:
+    """The built-in families: one per file under architectures/ (`resnet`, `vit`, ...), sorted."""
+    return sorted({_family(spec_file) for spec_file in _builtin_files()})
+
+
+def family_description(family: str) -> str:
+    """What a family's file says it holds (its top-level `description:`)."""
+    return next((f.description or "" for f in _builtin_files() if _family(f) == family), "")
+
+
+def family(name: str) -> str:
+    """The family of a built-in model: the name of the file it is written in."""
+    return _family(_builtin_index()[builtin_name(name)])
+
+
+def _family(spec_file: SpecFile) -> str:
+    return Path(spec_file.file).stem
+
+
+def builtin_name(name: str) -> str:
+    """A built-in's name as archcalc writes it. torchvision's builder spelling (`efficientnet_b0`,
+    `vgg16_bn`) names the same model (`efficientnet-b0`); a name that is a built-in as written is
+    that built-in, so `alexnet` and `googlenet` stay the d2l and paper models (torchvision's are
+    `alexnet-torchvision` and `googlenet-torchvision`). Anything else comes back unchanged."""
+    index = _builtin_index()
+    if name in index:
+        return name
+    dashed = _dashed(name)
+    return dashed if dashed in index else name
+
+
+def _dashed(name: str) -> str:
+    """torchvision's builder spelling (`efficientnet_b0`) as archcalc's (`efficientnet-b0`)."""
+    return name.replace("_", "-")
 
 
 SpecLike = Union[str, Path, Model]
@@ -77,13 +144,15 @@ def _find(spec: str | Path) -> tuple[SpecFile, str | None]:
     if not isinstance(spec, (str, Path)):
         raise SpecError(f"spec must be a built-in name, a path or a Model, got {shown(spec)}")
     text = str(spec)
-    index = _builtin_index()
-    if not isinstance(spec, Path) and text in index:
-        return index[text], text
+    if not isinstance(spec, Path) and valid_name(text):
+        for name in dict.fromkeys((text, _dashed(text))):  # as written first, as builtin_name has it
+            builtin = _builtin(name)
+            if builtin is not None:
+                return builtin, name
     path, _, name = (text, "", "") if ":" not in text or _exists(text) else text.rpartition(":")
     if path.strip() and (Path(path).suffix in (".yaml", ".yml") or _is_file(path)):
         return SpecFile(path), name or None
-    raise UnknownModelError(text, did_you_mean(text, index))
+    raise UnknownModelError(text, did_you_mean(text, _builtin_index()))
 
 
 def _exists(path: str) -> bool:

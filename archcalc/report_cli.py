@@ -1,7 +1,5 @@
 """`archcalc report`: write the generated reports under reports/, or check that they are current."""
 
-from __future__ import annotations
-
 import sys
 import time
 from pathlib import Path
@@ -40,6 +38,20 @@ def _crosscheck(device: str) -> dict[str, bytes]:
     return crosscheck_report([c.to_dict() for c in checks])
 
 
+def _torchvision_identity() -> dict[str, bytes]:
+    """Prove every torchvision built-in at its default input (imports torch) and render torchvision-identity.md."""
+    from archcalc.crosscheck_cli import prove_torchvision
+    from archcalc.reports.build import identity_report
+
+    started = time.perf_counter()
+    proofs = prove_torchvision(None, None)
+    import torch
+    import torchvision  # (imported by now through archcalc.torchvision_check)
+
+    versions = {"torch": torch.__version__, "torchvision": torchvision.__version__}
+    return identity_report([p.to_dict() for p in proofs], versions, time.perf_counter() - started)
+
+
 def report(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder to write the reports into.")] = Path("reports"),
     check: Annotated[bool, typer.Option(
@@ -48,17 +60,25 @@ def report(
         "--crosscheck", help="Also run every built-in in torch and (re)generate crosscheck.md (needs torch, fvcore).")] = False,
     device: Annotated[str, typer.Option(
         "--device", metavar="auto|cpu|cuda", help="Device for --crosscheck.")] = "auto",
+    torchvision: Annotated[bool, typer.Option(
+        "--torchvision", help="Also prove every torchvision built-in against torchvision's module at its default "
+        "input and (re)generate torchvision-identity.md (needs torchvision; tens of minutes on a CPU).")] = False,
 ) -> None:
-    """Generate the markdown reports (README index, one page per built-in, LeNet vs AlexNet, 1x1 convolutions,
-    stacked 3x3, families, the audit of the course notes' claims) and their PNG charts.
+    """Generate the markdown reports and their PNG charts, or check that they are current.
 
-    Without --crosscheck, crosscheck.md is left alone and torch is never imported.
+    The README index, one page per built-in, LeNet vs AlexNet, 1x1 convolutions, stacked 3x3, families
+    and the audit of the course notes' claims.
+
+    Without --crosscheck (--torchvision), crosscheck.md (torchvision-identity.md) is left alone and torch is never
+    imported.
     """
     from archcalc.reports import build, writer
     from archcalc.reports.charts import ChartsUnavailable
 
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file, not a folder")
+    if check and torchvision:
+        fail("--torchvision writes its page (its times differ on every run); run it without --check")
     if check and not out.is_dir():
         fail(f"there is no {out} folder here to check: run this in the project's root, or give --out DIR")
     started = time.perf_counter()
@@ -69,6 +89,8 @@ def report(
             fail(err)
     if crosscheck:
         files.update(_crosscheck(device))
+    if torchvision:
+        files.update(_torchvision_identity())
     seconds = time.perf_counter() - started
     if check:
         stale = writer.stale(files, out)

@@ -7,6 +7,8 @@ are inferred from the incoming shape and, when given, must match it.
 from __future__ import annotations
 
 import re
+import reprlib
+from operator import attrgetter
 from types import MappingProxyType
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
@@ -139,7 +141,7 @@ N = TypeVar("N", bound="Node")
 Rule = tuple[object, Callable[[object], bool], str]  # a field's default (valid as it is), its check, a valid value in words
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Node:
     """Anything that can stand in a `layers:` list."""
 
@@ -149,6 +151,23 @@ class Node:
     name: str | None = None
     trainable: bool = True
     where: Where | None = field(default=None, compare=False, repr=False)
+
+    # repr, == and hash as a dataclass writes them, written once here: every op class is declared with
+    # repr=False, eq=False, as generating (compiling) them for each of forty-odd classes took a fifth of
+    # `archcalc table`'s start. A class declared without those still gets a dataclass's own, alike.
+    @reprlib.recursive_repr()
+    def __repr__(self) -> str:
+        shown_fields = class_info(self.__class__).shown
+        return f"{self.__class__.__qualname__}({', '.join(f'{name}={getattr(self, name)!r}' for name in shown_fields)})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        compared = class_info(self.__class__).compared
+        return compared(self) == compared(other)
+
+    def __hash__(self) -> int:
+        return hash(class_info(self.__class__).compared(self))
 
     @classmethod
     def from_spec(cls: type[N], args: Mapping[str, Any], where: Where | None = None,
@@ -205,6 +224,8 @@ class ClassInfo(NamedTuple):
     arguments: tuple[str, ...]  # what a spec may give it
     required: tuple[str, ...]  # what a spec must give it
     defaults: dict[str, Any]  # every field that has a default, with it
+    shown: tuple[str, ...]  # the fields repr shows
+    compared: Callable[[Any], tuple]  # the fields == and hash compare, as a tuple
 
 
 _CLASS_INFO: dict[type, ClassInfo] = {}
@@ -223,6 +244,8 @@ def class_info(cls: type[Node]) -> ClassInfo:
             arguments=tuple(f.name for f in fields(cls) if f.name not in ("name", "trainable", "where", "block_input")),
             required=tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
             defaults={f.name: f.default for f in fields(cls) if f.default is not MISSING},
+            shown=tuple(f.name for f in fields(cls) if f.repr),
+            compared=attrgetter(*(f.name for f in fields(cls) if f.compare)),
         )
     return info
 
@@ -244,7 +267,7 @@ _CHECKS["opt_name"] = (_name_ok, NAME_RULE)  # a Sequential's block
 # ---- leaf ops -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Conv2d(Node):
     OP: ClassVar[str] = "conv2d"
     out_channels: int = arg("pos_int", required=True)
@@ -257,7 +280,7 @@ class Conv2d(Node):
     in_channels: int | None = arg("opt_pos_int", None)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class MaxPool2d(Node):
     OP: ClassVar[str] = "maxpool2d"
     kernel_size: IntPair = arg("pos_pair", required=True)
@@ -267,7 +290,7 @@ class MaxPool2d(Node):
     ceil_mode: bool = arg("bool", False)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class AvgPool2d(Node):
     OP: ClassVar[str] = "avgpool2d"
     kernel_size: IntPair = arg("pos_pair", required=True)
@@ -277,13 +300,13 @@ class AvgPool2d(Node):
     count_include_pad: bool = arg("bool", True)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class AdaptiveAvgPool2d(Node):
     OP: ClassVar[str] = "adaptiveavgpool2d"
     output_size: IntPair = arg("pos_pair", required=True)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Linear(Node):
     OP: ClassVar[str] = "linear"
     out_features: int = arg("pos_int", required=True)
@@ -291,7 +314,7 @@ class Linear(Node):
     in_features: int | None = arg("opt_pos_int", None)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class BatchNorm2d(Node):
     OP: ClassVar[str] = "batchnorm2d"
     num_features: int | None = arg("opt_pos_int", None)
@@ -301,7 +324,7 @@ class BatchNorm2d(Node):
     track_running_stats: bool = arg("bool", True)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class LocalResponseNorm(Node):
     OP: ClassVar[str] = "localresponsenorm"
     size: int = arg("pos_int", required=True)
@@ -310,65 +333,65 @@ class LocalResponseNorm(Node):
     k: float = arg("number", 1.0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class ReLU(Node):
     OP: ClassVar[str] = "relu"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Sigmoid(Node):
     OP: ClassVar[str] = "sigmoid"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Tanh(Node):
     OP: ClassVar[str] = "tanh"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class ReLU6(Node):
     OP: ClassVar[str] = "relu6"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Hardswish(Node):
     OP: ClassVar[str] = "hardswish"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Hardsigmoid(Node):
     OP: ClassVar[str] = "hardsigmoid"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class SiLU(Node):
     OP: ClassVar[str] = "silu"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class GELU(Node):
     OP: ClassVar[str] = "gelu"
     approximate: str = arg(("none", "tanh"), "none")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Identity(Node):
     OP: ClassVar[str] = "identity"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Softmax(Node):
     OP: ClassVar[str] = "softmax"
     dim: int = arg("int", 1)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Dropout(Node):
     OP: ClassVar[str] = "dropout"
     p: float = arg("prob", 0.5)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class StochasticDepth(Node):
     """Drops a residual branch per sample (`row`) or for the whole batch in training; the identity at inference."""
 
@@ -377,7 +400,7 @@ class StochasticDepth(Node):
     mode: str = arg(("row", "batch"), "row")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class LayerScale(Node):
     """A learned per-channel scale, initialised to init_value (ConvNeXt, CaiT)."""
 
@@ -385,12 +408,12 @@ class LayerScale(Node):
     init_value: float = arg("number", 1e-6)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Flatten(Node):
     OP: ClassVar[str] = "flatten"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class ChannelPad(Node):
     """Zero-pads channels up to out_channels (with stride-2 subsampling before it, the
     parameter-free "option A" shortcut of He et al.'s CIFAR ResNets)."""
@@ -399,7 +422,7 @@ class ChannelPad(Node):
     out_channels: int = arg("pos_int", required=True)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class ChannelShuffle(Node):
     """Interleaves `groups` groups of channels (ShuffleNet): C = groups x n, channel g*n+i goes to i*groups+g."""
 
@@ -407,7 +430,7 @@ class ChannelShuffle(Node):
     groups: int = arg("pos_int", required=True)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Chunk(Node):
     """Chunk `index` of torch.chunk(x, chunks, dim=1): channels split into parts of ceil(C / chunks)."""
 
@@ -417,7 +440,7 @@ class Chunk(Node):
 # ---- tokens, channels-last maps and attention ---------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Permute(Node):
     """torch.permute with the batch at dim 0: [0, 2, 3, 1] to channels last, [0, 3, 1, 2] back."""
 
@@ -425,7 +448,7 @@ class Permute(Node):
     dims: tuple[int, ...] = arg("dims", required=True)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class LayerNorm(Node):
     """Normalizes over the channels: C of a map in either layout, D of tokens, F of a vector."""
 
@@ -436,28 +459,28 @@ class LayerNorm(Node):
     normalized_shape: int | None = arg("opt_pos_int", None)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Tokens(Node):
     """C x H x W -> H*W tokens of width C (x.flatten(2).transpose(1, 2), as ViT's patch embedding)."""
 
     OP: ClassVar[str] = "tokens"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class ClassToken(Node):
     """A learned token prepended to the sequence (ViT's class_token)."""
 
     OP: ClassVar[str] = "classtoken"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class PositionEmbedding(Node):
     """A learned N x D embedding added to the tokens (ViT's pos_embedding)."""
 
     OP: ClassVar[str] = "positionembedding"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class SelectToken(Node):
     """One token's features, x[:, index] (ViT's class token)."""
 
@@ -465,14 +488,14 @@ class SelectToken(Node):
     index: int = arg("int", 0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class MeanTokens(Node):
     """The mean of the tokens, x.mean(dim=1)."""
 
     OP: ClassVar[str] = "meantokens"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class MultiheadAttention(Node):
     """Self-attention over tokens, torch.nn.MultiheadAttention(batch_first=True)'s parameters."""
 
@@ -483,7 +506,7 @@ class MultiheadAttention(Node):
     embed_dim: int | None = arg("opt_pos_int", None)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class ShiftedWindowAttention(Node):
     """Swin's window attention on a channels-last map, torchvision's ShiftedWindowAttention: the map
     padded to whole windows, cyclically shifted, attention within each window with a learned
@@ -499,7 +522,7 @@ class ShiftedWindowAttention(Node):
     dropout: float = arg("prob", 0.0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class ShiftedWindowAttentionV2(ShiftedWindowAttention):
     """Swin V2's: cosine attention with a learned logit scale per head, and a position bias made by
     a small MLP (2 -> 512 -> heads) from log-spaced relative coordinates instead of a table."""
@@ -508,7 +531,27 @@ class ShiftedWindowAttentionV2(ShiftedWindowAttention):
     pretrained_window_size: IntPair = arg("nonneg_pair", 0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+class PartitionAttention(Node):
+    """MaxViT's attention on a channels-last map, torchvision's RelativePositionalMultiHeadAttention
+    within the partitions of its PartitionAttentionLayer: the map cut into groups of
+    partition_size[0] x partition_size[1] positions, each attending within itself with a learned
+    (2p-1)^2 x heads relative position bias table. `window`: each group a block of adjacent
+    positions; `grid`: each group the positions H / p_h and W / p_w apart (a dilated window over
+    the whole map). heads = C / head_dim; the scores are scaled by 1/sqrt(C), as torchvision's.
+
+    One op that partitions, attends and puts the positions back, as `shiftedwindowattention` is for
+    Swin, rather than partition and departition ops around an attention: the norms and MLP that
+    torchvision runs on the partitioned tensor act on each position alone, so they run alike on
+    the map, and every other layer keeps the map's shape, receptive field and torch module."""
+
+    OP: ClassVar[str] = "partitionattention"
+    partition_size: IntPair = arg("pos_pair", required=True)
+    head_dim: int = arg("pos_int", required=True)
+    partition_type: str = arg(("window", "grid"), required=True)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class PatchMerge(Node):
     """Swin's patch merging before its norm and linear: each 2 x 2 patch of a channels-last map
     concatenated on channels (H x W x C -> ceil(H/2) x ceil(W/2) x 4C, odd sides zero-padded)."""
@@ -516,7 +559,7 @@ class PatchMerge(Node):
     OP: ClassVar[str] = "patchmerge"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Unknown(Node):
     """A call the importer could not map (`archcalc import --allow-unknown`): a zero-cost placeholder whose
     output is the shape torch traced (without the batch). It cannot be built as a torch module."""
@@ -531,7 +574,7 @@ class Unknown(Node):
 Layers = tuple[Node, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Sequential(Node):
     """Layers in order; `block` names the spec block it was expanded from, if any."""
 
@@ -542,7 +585,7 @@ class Sequential(Node):
     block_input: BlockInput | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Concat(Node):
     """Branches on the same input, joined on channels (Inception)."""
 
@@ -555,7 +598,7 @@ class Concat(Node):
             self.__dict__["branches"] = tuple(tuple(branch) for branch in self.branches)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Residual(Node):
     """body(x) + shortcut(x); an empty shortcut is the identity."""
 
@@ -564,7 +607,7 @@ class Residual(Node):
     shortcut: Layers = arg("layers", ())
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Gate(Node):
     """x * layers(x), the layers' output broadcast over x (squeeze-and-excitation: C x 1 x 1 against C x H x W)."""
 
@@ -572,14 +615,19 @@ class Gate(Node):
     layers: Layers = arg("layers", ())
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Repeat(Node):
+    """`times` copies of the layers in order; zero copies are nothing (a stage of one block, where
+    the others repeat: EfficientNet-B0's). `inline`: the copies stand in the enclosing list, numbered
+    on from the repeat's place, as torch's `nn.Sequential(first, *copies)` names them."""
+
     OP: ClassVar[str] = "repeat"
-    times: int = arg("pos_int", required=True)
+    times: int = arg("nonneg_int", required=True)
     layers: Layers = arg("layers", ())
+    inline: bool = arg("bool", False)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Auxiliary(Node):
     """Layers on the current tensor whose parameters count but which do not run at inference, and
     whose output is dropped (Inception-v3's auxiliary classifier, used only to train)."""
@@ -596,7 +644,7 @@ LEAF_OPS: dict[str, type[Node]] = {
         ReLU, Sigmoid, Tanh, Softmax, Dropout, Flatten, ChannelPad,
         ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Identity, StochasticDepth, LayerScale, ChannelShuffle, Chunk,
         Permute, LayerNorm, Tokens, ClassToken, PositionEmbedding, SelectToken, MeanTokens, MultiheadAttention,
-        ShiftedWindowAttention, ShiftedWindowAttentionV2, PatchMerge, Unknown,
+        ShiftedWindowAttention, ShiftedWindowAttentionV2, PartitionAttention, PatchMerge, Unknown,
     )
 }
 

@@ -22,7 +22,7 @@ LAYER_COLUMNS = (
 )
 
 
-def briefly(*terms: str) -> str:
+def briefly(*terms: str, more: str = "--explain-columns says more") -> str:
     """The counting conventions a table uses, in one line under it; --explain-columns has the long version."""
     said = {
         "MACs": "MACs: multiply-accumulates of conv2d, linear and attention's matmuls (no bias adds)",
@@ -30,7 +30,7 @@ def briefly(*terms: str) -> str:
         "RF": "RF: receptive field",
         "depth": "depth: conv, linear and attention layers on the longest path",
     }
-    return "; ".join([*(said[t] for t in terms), "--explain-columns says more"])
+    return "; ".join([*(said[t] for t in terms), more])
 
 
 # (column, what it counts), printed by --explain-columns; README's "Counting conventions" says the same
@@ -100,6 +100,7 @@ def layer_table(result: Result, rows: Sequence[Row], units: bool | None = False)
 
 
 MODEL_COLUMNS = (  # the description last: the numbers stay aligned however long it is
+    Column("family", "family", numeric=False),
     Column("name", "model", numeric=False),
     Column("input_shape", "input (CxHxW)", numeric=False),
     Column("params", "params"),
@@ -109,13 +110,14 @@ MODEL_COLUMNS = (  # the description last: the numbers stay aligned however long
 )
 
 
-def model_table(results: Sequence[Result]) -> Table:
-    """One row per model: its default input, params, MACs, depth, and what it is."""
+def model_table(results: Sequence[Result], families: Sequence[str]) -> Table:
+    """One row per model, grouped by family: its default input, params, MACs, depth, and what it is."""
     return Table(
         columns=MODEL_COLUMNS,
-        rows=[(r.model, r.input_shape[1:], r.total.params, r.total.macs, r.total.depth, r.description)
-              for r in results],
+        rows=[(family, r.model, r.input_shape[1:], r.total.params, r.total.macs, r.total.depth, r.description)
+              for family, r in zip(families, results)],
         notes=[briefly("MACs", "depth")],
+        group_by=0,
     )
 
 

@@ -334,8 +334,8 @@ _PARTS = {("sequential", "layers"): ".sequential", ("gate", "layers"): ".gate", 
 def _times(times, line: int | None) -> int:
     if isinstance(times, Deferred):
         raise SpecError("repeat times cannot depend on in_channels (only a leaf op's arguments can)", line=line)
-    if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-        raise SpecError(f"repeat times must be a positive integer, got {shown(times)}", line=line)
+    if not isinstance(times, int) or isinstance(times, bool) or times < 0:
+        raise SpecError(f"repeat times must be a non-negative integer, got {shown(times)}", line=line)
     return times
 
 
@@ -521,8 +521,10 @@ class Compiler:
             else:
                 if not isinstance(args, dict) or "times" not in args or "layers" not in args:
                     raise SpecError("repeat takes a mapping with times: N and layers: [layers]")
-                check_keys(args, ("times", "layers"), "repeat", self.file)
+                check_keys(args, ("times", "layers", "inline"), "repeat", self.file)
                 times = self.fields(args, ("times",), scoped, line)[0]
+                if "inline" in args:
+                    extra = (*extra, *self.fields(args, ("inline",), scoped, line))
                 if times[1] == LITERAL:
                     _times(times[2], times[3])
                 lists["layers"] = self.layers(args["layers"], scoped, line_of(args, "layers", line))

@@ -449,6 +449,56 @@ class ShiftedWindowAttentionV2(ShiftedWindowAttention):
         return torch.cat([bias[:third], torch.zeros_like(bias[third:2 * third]), bias[2 * third:]])
 
 
+class PartitionAttention(Leaf):
+    """MaxViT's attention on N x H x W x C, with torchvision's RelativePositionalMultiHeadAttention
+    parameters (`relative_position_bias_table`, buffer `relative_position_index`, `to_qkv`, `merge`):
+    the map cut into groups of p_h x p_w positions (a window: adjacent; a grid: H / p_h and W / p_w
+    apart, which torchvision gets by partitioning into H / p windows and swapping the two axes),
+    attention within each group with the position bias, K scaled by 1/sqrt(C) as torchvision's,
+    and the positions put back."""
+
+    relative_position_index: torch.Tensor
+
+    def __init__(self, width: int, partition: tuple[int, int], head_dim: int, grid: bool) -> None:
+        super().__init__()
+        self.partition, self.num_heads, self.grid = partition, width // head_dim, grid
+        self.to_qkv = nn.Linear(width, 3 * width)
+        self.merge = nn.Linear(width, width)
+        (ph, pw), heads = partition, self.num_heads
+        self.relative_position_bias_table = nn.Parameter(torch.empty((2 * ph - 1) * (2 * pw - 1), heads))
+        self.register_buffer("relative_position_index", _relative_position_index(ph, pw))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def reset_buffers(self) -> None:
+        self.relative_position_index.copy_(_relative_position_index(*self.partition))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, height, width, channels = x.shape
+        (ph, pw), heads = self.partition, self.num_heads
+        rows, cols = height // ph, width // pw
+        # (batch, group row, group col, row in group, col in group, C)
+        if self.grid:  # the positions of a group are `rows` and `cols` apart
+            groups = x.view(batch, ph, rows, pw, cols, channels).permute(0, 2, 4, 1, 3, 5)
+        else:
+            groups = x.view(batch, rows, ph, cols, pw, channels).permute(0, 1, 3, 2, 4, 5)
+        n = ph * pw  # batch x groups x n x C, as torchvision's linears see it
+        q, k, v = self.to_qkv(groups.reshape(batch, rows * cols, n, channels)).view(
+            batch, rows * cols, n, 3, heads, channels // heads).permute(3, 0, 1, 4, 2, 5)
+        bias = self.relative_position_bias_table[self.relative_position_index].view(n, n, -1).permute(2, 0, 1)
+        out = _attend(q, k * channels ** -0.5, v, bias, 0.0, self.training)
+        out = self.merge(out.transpose(2, 3).reshape(batch, rows * cols, n, channels))
+        out = out.view(batch, rows, cols, ph, pw, channels)
+        out = out.permute(0, 3, 1, 4, 2, 5) if self.grid else out.permute(0, 1, 3, 2, 4, 5)
+        return out.reshape(batch, height, width, channels)
+
+    def extra_repr(self) -> str:
+        kind = "grid" if self.grid else "window"
+        return f"{kind}={list(self.partition)}, num_heads={self.num_heads}"
+
+
 class PatchMerge(nn.Module):
     """N x H x W x C -> N x ceil(H/2) x ceil(W/2) x 4C: each 2 x 2 patch's four positions, in
     torchvision's order (0,0), (1,0), (0,1), (1,1), on channels; odd sides zero-padded."""
@@ -532,6 +582,8 @@ LEAF_BUILDERS: dict[type[Node], Callable[[Any, tuple[int, ...]], nn.Module]] = {
     S.MultiheadAttention: lambda s, shape: MultiheadAttention(shape[-1], s.num_heads, s.dropout, s.bias),
     S.ShiftedWindowAttention: _window_attention,
     S.ShiftedWindowAttentionV2: _window_attention,
+    S.PartitionAttention: lambda s, shape: PartitionAttention(
+        shape[-1], pair(s.partition_size), s.head_dim, s.partition_type == "grid"),
     S.PatchMerge: lambda s, shape: PatchMerge(),
     S.Unknown: _placeholder,
 }
@@ -553,6 +605,10 @@ class _Builder:
     def children(self, layers: Layers, x: torch.Tensor, path: Path, trainable: bool) -> tuple[dict, torch.Tensor]:
         built = {}
         for key, layer in zip(child_keys(layers), layers):
+            if isinstance(layer, S.Repeat) and layer.inline:  # its copies are this list's children
+                for copy in range(int(key), int(key) + layer.times):
+                    built[str(copy)], x = self.branch(layer.layers, x, (*path, str(copy)), trainable and layer.trainable)
+                continue
             built[key], x = self.layer(layer, x, (*path, key), trainable)
         return built, x
 

@@ -6,7 +6,9 @@ norm's running mean and variance) are taken in `state_dict` order, and each tens
 archcalc module, in its own order, takes the first one not yet taken that has its shape. The
 orders agree except where torchvision registers a tensor on a parent module before its
 children (ViT's class token, ConvNeXt's layer scale, Swin's bias tables), which the shape
-tells apart. Every tensor on both sides must be used exactly once.
+tells apart, and where it registers a residual's shortcut before its body (MaxViT's MBConv
+`proj`), whose tensors are then taken after their siblings' (`SHORTCUT_FIRST`). Every tensor
+on both sides must be used exactly once.
 
 torch and torchvision are imported here only.
 """
@@ -15,13 +17,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from archcalc.registry import load
+from archcalc.registry import list_models, load
 from archcalc.spec import Model
 from archcalc.torchbuild import build_module
 
@@ -52,23 +55,74 @@ def import_torchvision():
 
 
 # What a torchvision builder is called with so that it builds the network its published figures
-# describe: with weights=None, googlenet adds the training-only auxiliary classifiers.
-BUILDER_KWARGS: dict[str, dict[str, Any]] = {"googlenet": {"aux_logits": False, "init_weights": True}}
+# describe: with weights=None, googlenet adds the training-only auxiliary classifiers; ViT-H/14's
+# default (SWAG) weights are for 518 x 518, and its position embedding is sized at build;
+# inception_v3 keeps its auxiliary classifier (counted in its published params) and, as
+# inception.yaml states, is compared without transform_input's fixed input rescaling
+# (init_weights=False, as when its weights load, skips a slow initialisation and its FutureWarning).
+BUILDER_KWARGS: dict[str, dict[str, Any]] = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "vit_h_14": {"image_size": 518},
+    "inception_v3": {"aux_logits": True, "transform_input": False, "init_weights": False},
+}
+
+
+# Builders whose blocks register a residual's shortcut module (by its attribute name) before the
+# body, which a spec's residual registers first: MaxViT's MBConv has `proj`, then `layers`, and
+# their batch norm vectors and biases share shapes, so the shortcut's tensors are moved after
+# their siblings' before the shapes are matched.
+SHORTCUT_FIRST: dict[str, str] = {"maxvit_t": "proj"}
+# Builders that run a channels-last map's norms and linears on a rearrangement of its positions:
+# MaxViT's on the partitioned batch x groups x group size x C tensor, where the spec runs them on
+# the batch x H x W x C map (they act on each position alone). Their 4-d outputs are compared as
+# batch, positions, channels.
+POSITIONS_REARRANGED = {"maxvit_t"}
 
 
 def builder_name(name: str) -> str:
-    """torchvision's builder for a built-in: `efficientnet-b0` -> efficientnet_b0, `alexnet-torchvision` -> alexnet."""
-    return name.removesuffix("-torchvision").replace("-", "_")
+    """torchvision's builder for a built-in: the one its `published:` names, else by spelling
+    (`efficientnet-b0` -> efficientnet_b0, `alexnet-torchvision` -> alexnet)."""
+    return load(name).published.get("torchvision") or name.removesuffix("-torchvision").replace("-", "_")
+
+
+def torchvision_builtins() -> list[str]:
+    """Every built-in that claims to be a torchvision model (its `published:` names the builder)."""
+    return [name for name in list_models() if load(name).published.get("torchvision")]
 
 
 def _floating(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [(key, t) for key, t in module.state_dict(keep_vars=True).items() if t.is_floating_point()]
 
 
-def transfer_weights(source: nn.Module, target: nn.Module) -> dict[str, str]:
+T = TypeVar("T")
+
+
+def _shortcut_last(items: list[tuple[str, T]], shortcut: str) -> list[tuple[str, T]]:
+    """(key, value) pairs, keys in module order, with those of every `PARENT.{shortcut}.` module
+    moved after the last of PARENT's others."""
+    ordered: list[tuple[str, T]] = []
+    held: list[tuple[str, T]] = []
+    parent = ""
+    for key, value in items:
+        if held and not key.startswith(parent):
+            ordered += held
+            held = []
+        head, found, _ = key.partition(f".{shortcut}.")
+        if found:
+            parent = head + "."
+            held.append((key, value))
+        else:
+            ordered.append((key, value))
+    return ordered + held
+
+
+def transfer_weights(source: nn.Module, target: nn.Module, shortcut_first: str | None = None) -> dict[str, str]:
     """Copy `source`'s weights into `target` by the mapping in this module's docstring; returns
-    target key -> source key. Raises ValueError naming any tensor left without a partner."""
+    target key -> source key. Raises ValueError naming any tensor left without a partner.
+    `shortcut_first`: the attribute of a shortcut that `source` registers before its body."""
     available = _floating(source)
+    if shortcut_first:
+        available = _shortcut_last(available, shortcut_first)
     taken = [False] * len(available)
     mapping: dict[str, str] = {}
     with torch.no_grad():
@@ -89,22 +143,33 @@ def transfer_weights(source: nn.Module, target: nn.Module) -> dict[str, str]:
 _RECORDED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm)
 
 
-def _layer_shapes(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, tuple[int, ...]]]]:
-    """The module's output, and (kind, output shape) of every conv, linear and norm layer it calls, in order."""
-    shapes: list[tuple[str, tuple[int, ...]]] = []
+def _layer_shapes(module: nn.Module, x: torch.Tensor, positions: bool = False,
+                  shortcut_first: str | None = None) -> tuple[torch.Tensor, list[tuple[str, tuple[int, ...]]]]:
+    """The module's output, and (kind, output shape) of every conv, linear and norm layer it calls, in
+    order; with `positions`, a 4-d linear or layer norm output as (batch, positions, channels); with
+    `shortcut_first`, the calls of that shortcut module after its siblings' (SHORTCUT_FIRST)."""
+    calls: list[tuple[str, tuple[str, tuple[int, ...]]]] = []
 
-    def record(layer: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        kind = next(cls.__name__ for cls in _RECORDED if isinstance(layer, cls))
-        shapes.append((kind, tuple(output.shape)))
+    def recorder(name: str) -> Any:
+        def record(layer: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            kind = next(cls.__name__ for cls in _RECORDED if isinstance(layer, cls))
+            shape = tuple(output.shape)
+            if positions and kind in ("Linear", "LayerNorm") and len(shape) == 4:
+                shape = (shape[0], shape[1] * shape[2], shape[3])
+            calls.append((name, (kind, shape)))
+        return record
 
-    handles = [m.register_forward_hook(record) for m in module.modules() if isinstance(m, _RECORDED)]
+    handles = [m.register_forward_hook(recorder(name))
+               for name, m in module.named_modules() if isinstance(m, _RECORDED)]
     try:
         with torch.no_grad():
             output = module(x)
     finally:
         for handle in handles:
             handle.remove()
-    return output, shapes
+    if shortcut_first:
+        calls = _shortcut_last(calls, shortcut_first)
+    return output, [shape for _, shape in calls]
 
 
 @dataclass(frozen=True)
@@ -117,6 +182,12 @@ class Identity:
     output_scale: float
     layers: int  # conv / linear / norm layers whose output shapes were compared
     shape_mismatch: str | None
+    seconds: float = 0.0  # building both, moving the weights, two forward passes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.name, "input": list(self.input), "layers": self.layers,
+                "max_abs_difference": self.max_abs_difference, "output_scale": self.output_scale,
+                "shape_mismatch": self.shape_mismatch, "seconds": self.seconds, "ok": self.ok}
 
     @property
     def ok(self) -> bool:
@@ -132,6 +203,7 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
     to the identity, and every parameter gets a little noise, so that none stays zero.
     `torchvision_kwargs` go to the builder (ViT's image_size at another input).
     """
+    started = time.perf_counter()
     models = import_torchvision()
     shape = tuple(input) if input is not None else load(name).input
     torch.manual_seed(seed)
@@ -147,10 +219,11 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
         for parameter in reference.parameters():
             parameter.add_(torch.randn_like(parameter), alpha=0.02)
     ours = build_module(spec or name, input=shape, init=False).eval()
-    transfer_weights(reference, ours)
+    transfer_weights(reference, ours, SHORTCUT_FIRST.get(builder))
     x = torch.randn(2, *shape)
-    expected, expected_shapes = _layer_shapes(reference, x)
-    got, got_shapes = _layer_shapes(ours, x)
+    positions = builder in POSITIONS_REARRANGED
+    expected, expected_shapes = _layer_shapes(reference, x, positions, SHORTCUT_FIRST.get(builder))
+    got, got_shapes = _layer_shapes(ours, x, positions)
     mismatch = None
     if expected_shapes != got_shapes:
         first = next((i for i, (a, b) in enumerate(zip(expected_shapes, got_shapes)) if a != b),
@@ -161,7 +234,8 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
     elif expected.shape != got.shape:
         mismatch = f"output: torchvision {tuple(expected.shape)}, archcalc {tuple(got.shape)}"
     difference = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
-    return Identity(name, shape, difference, float(expected.abs().max()), len(expected_shapes), mismatch)
+    return Identity(name, shape, difference, float(expected.abs().max()), len(expected_shapes), mismatch,
+                    time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -184,8 +258,6 @@ class ImportCheck:
 def check_import(name: str, input: tuple[int, ...] | None = None) -> ImportCheck:
     """Import torchvision's builder for the built-in `name` (built on the meta device), compare its
     totals with the built-in's, then prove the imported spec is torchvision's function (check_identity)."""
-    import time
-
     from archcalc.analysis import run
     from archcalc.importer import convert
 

@@ -22,13 +22,9 @@ import torch
 import archcalc
 from archcalc.bench import tool_runners
 from archcalc.importer import convert
-from archcalc.torchvision_check import check_import, import_torchvision
+from archcalc.torchvision_check import check_import, import_torchvision, torchvision_builtins
 
 REPORT = Path(__file__).resolve().parent.parent / "reports" / "import-torchvision.md"
-
-
-def torchvision_builtins() -> list[str]:
-    return [name for name in archcalc.list_models() if archcalc.load(name).published.get("torchvision")]
 
 
 def timing(name: str = "resnet50", runs: int = 5) -> tuple[list[float], list[float]]:

@@ -267,9 +267,18 @@ def window_attention(draw, shape, names):
     return _layer(op, args, draw, names), shape
 
 
+def partition_attention(draw, shape, names):
+    """MaxViT's attention: partitions that tile the map (any divisors of H and W), heads of any width dividing C."""
+    h, w, c = shape
+    args = {"partition_size": _hw(draw(st.sampled_from(_divisors(h))), draw(st.sampled_from(_divisors(w)))),
+            "head_dim": draw(st.sampled_from(_divisors(c))),
+            "partition_type": draw(st.sampled_from(["window", "grid"]))}
+    return _layer("partitionattention", args, draw, names), shape
+
+
 def channels_last_layer(draw, shape, names):
     h, w, c = shape
-    kind = draw(st.sampled_from(["norm", "linear", "window", "merge", "residual"]))
+    kind = draw(st.sampled_from(["norm", "linear", "window", "partition", "merge", "residual"]))
     if kind == "norm":
         return layernorm(draw, shape, names)
     if kind == "linear":
@@ -277,6 +286,8 @@ def channels_last_layer(draw, shape, names):
         return _layer("linear", {"out_features": out, "bias": draw(st.booleans())}, draw, names), (h, w, out)
     if kind == "window":
         return window_attention(draw, shape, names)
+    if kind == "partition":
+        return partition_attention(draw, shape, names)
     if kind == "merge":
         return _layer("patchmerge", None, draw, names), ((h + 1) // 2, (w + 1) // 2, 4 * c)
     inner = list(NAMES)  # a Swin half-block: x + attn(norm(x))
@@ -388,7 +399,7 @@ def shuffle_unit(draw, shape, parent_names, depth: int):
 
 
 def repeat(draw, shape, parent_names, depth: int):
-    """A shape-invariant unit repeated 1-3 times."""
+    """A shape-invariant unit repeated 0-3 times."""
     names = list(NAMES)
     if depth > 0 and draw(st.booleans()):
         c = shape[0]
@@ -397,7 +408,9 @@ def repeat(draw, shape, parent_names, depth: int):
     else:
         item, _ = conv_keep(draw, shape, names, 1, shape[0])
         unit = [item] + ([_layer("relu", None, draw, names)] if draw(st.booleans()) else [])
-    return _layer("repeat", {"times": draw(st.integers(1, 3)), "layers": unit}, draw, parent_names), shape
+    if draw(st.integers(0, 3)) == 0:  # inline: the copies take places in the enclosing list (none: no copies)
+        return {"repeat": {"times": draw(st.integers(0, 3)), "layers": unit, "inline": True}}, shape
+    return _layer("repeat", {"times": draw(st.integers(0, 3)), "layers": unit}, draw, parent_names), shape
 
 
 def sequential(draw, shape, parent_names, depth: int):

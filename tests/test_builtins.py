@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import archcalc
@@ -15,10 +17,14 @@ def test_registry_lists_every_family():
         "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50-paper", "resnet20", "resnet56",
         "inception-naive", "inception-bottleneck", "conv7x7", "stacked-3x3", "conv5x5", "stacked-3x3-2",
         *(f"vgg{n}{bn}" for n in (11, 13, 16, 19) for bn in ("", "-bn")),
-        "mobilenet-v3-large", "mobilenet-v3-small", "efficientnet-b0",
+        "mobilenet-v3-large", "mobilenet-v3-small", *(f"efficientnet-b{n}" for n in range(8)),
+        "efficientnet-v2-s", "efficientnet-v2-m", "efficientnet-v2-l",
         *(f"shufflenet-v2-x{w}" for w in ("0-5", "1-0", "1-5", "2-0")),
         "vit-b-16", "vit-b-32", "vit-l-16", "vit-l-32", "vit-h-14", "swin-t", "swin-s", "swin-b",
         "swin-v2-t", "swin-v2-s", "swin-v2-b", "convnext-tiny", "convnext-small", "convnext-base", "convnext-large",
+        "maxvit-t",
+        "resnext50-32x4d", "resnext101-32x8d", "resnext101-64x4d", "wide-resnet50-2", "wide-resnet101-2",
+        "squeezenet1-0", "squeezenet1-1", "mobilenet-v2", "inception-v3",
     }
     assert expected <= set(MODELS)
 
@@ -102,6 +108,37 @@ def test_mobilenet_v3_large_blocks():
     assert (se.op, se.output_shape) == ("mul", (1, 72, 28, 28))
     assert sum(row.op == "mul" for row in result.rows) == 8  # blocks with squeeze-and-excitation
     assert sum(row.op == "add" for row in result.rows) == 10  # stride 1, same width in and out
+
+
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision.models._utils._make_divisible, as published (min_value = divisor)."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+# torchvision's _efficientnet_conf for B0: (output width, layers) per stage, after a 32-wide stem
+B0_STAGES = [(16, 1), (24, 2), (40, 2), (80, 3), (112, 3), (192, 4), (320, 1)]
+
+
+@pytest.mark.parametrize("name, width, depth", [("efficientnet-b0", 1.0, 1.0), ("efficientnet-b3", 1.2, 1.4),
+                                                ("efficientnet-b7", 2.0, 3.1)])
+def test_efficientnet_scales_b0_stage_table(name, width, depth):
+    # each stage: make_divisible(width x c, 8) wide, ceil(depth x n) blocks at features.N.0, .1, ...
+    rows = archcalc.analyze(name, input=(3, 64, 64)).rows
+    assert rows[0].output_shape[1] == _make_divisible(32 * width)
+    for stage, (out, layers) in enumerate(B0_STAGES, start=1):
+        inside = [r for r in rows if r.path[:2] == ("features", str(stage))]
+        assert {r.path[2] for r in inside} == {str(i) for i in range(math.ceil(layers * depth))}, stage
+        assert inside[-1].output_shape[1] == _make_divisible(out * width), stage
+    assert rows[-5].output_shape[1] == 4 * _make_divisible(320 * width)  # the last conv's silu, before the pool
+
+
+def test_efficientnet_v2_fused_stages_have_no_squeeze_excitation():
+    # EfficientNetV2-S (Table 4): stages 1-3 FusedMBConv, 4-6 MBConv with squeeze-and-excitation
+    rows = archcalc.analyze("efficientnet-v2-s", input=(3, 64, 64)).rows
+    gated = {r.path[1] for r in rows if r.path[0] == "features" and "se" in r.path}
+    assert gated == {"4", "5", "6"}
+    assert sum(r.path[-1] == "stochastic_depth" for r in rows) == 40 - 5  # every block but each stage's first past stage 1
 
 
 def test_d2l_lenet():
@@ -252,3 +289,8 @@ def test_attention_matmuls_make_vit_and_swin_published_gflops():
     swin = archcalc.analyze("swin-t").total
     window_matmuls = 2 * 49 * (2 * 56 * 56 * 96 + 2 * 28 * 28 * 192 + 6 * 14 * 14 * 384 + 2 * 7 * 7 * 768)
     assert round((swin.macs - window_matmuls) / 1e9, 3) == 4.350
+    # MaxViT-T's 5.558: Q K^T and A V within every 7 x 7 window and grid partition (5.381 without them)
+    maxvit = archcalc.analyze("maxvit-t").total
+    partition_matmuls = 2 * 2 * 49 * (2 * 56 * 56 * 64 + 2 * 28 * 28 * 128 + 5 * 14 * 14 * 256 + 2 * 7 * 7 * 512)
+    assert round(maxvit.macs / 1e9, 3) == 5.558
+    assert round((maxvit.macs - partition_matmuls) / 1e9, 3) == 5.381

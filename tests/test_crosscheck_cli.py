@@ -100,3 +100,34 @@ def test_speed_in_the_unit_that_fits(rate: float, text: str) -> None:
     from archcalc.crosscheck_cli import _rate
 
     assert _rate(rate) == text
+
+
+def test_torchvision_proves_a_builtin_and_reports_its_time(monkeypatch, tmp_path):
+    pytest.importorskip("archcalc.torchvision_check").import_torchvision()
+    result = invoke("--torchvision", "resnet18", "--input", "3x32x32")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("resnet18 "))
+    assert row.split()[1:4] == ["3x32x32", "41", "0"] and row.endswith("✓")  # 20 convs, 20 norms, fc: exact
+    assert "1 of 1 built-ins are torchvision's function" in result.stdout
+    assert "resnet18: identical" in result.stderr
+    # a disagreement exits 1 and names it; the page is rendered from the same records
+    from archcalc import torchvision_check
+    from archcalc.reports.identity_page import render
+
+    real = torchvision_check.check_identity
+    monkeypatch.setattr(torchvision_check, "check_identity",
+                        lambda *a, **k: replace(real(*a, **k), max_abs_difference=1.0))
+    monkeypatch.setattr(torchvision_check, "torchvision_builtins", lambda: ["resnet18"])
+    result = invoke("--torchvision", "--all", "--input", "3x32x32", "--format", "json")
+    assert result.exit_code == 1
+    proofs = json.loads(result.stdout)
+    assert [p["ok"] for p in proofs] == [False]
+    page = render(proofs, {"torch": torch.__version__}, 12.0)
+    assert "**0 of 1 built-ins are torchvision's function**" in page and "**DIFFERS** (outputs differ)" in page
+
+
+@pytest.mark.parametrize("args", [["--torchvision", "lenet"], ["--torchvision", "resnet18", "--batch", "2"]])
+def test_torchvision_usage_errors_exit_2(args):
+    pytest.importorskip("archcalc.torchvision_check").import_torchvision()
+    result = invoke(*args)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output

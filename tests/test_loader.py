@@ -6,7 +6,7 @@ import pytest
 
 import archcalc
 from archcalc import SpecError
-from archcalc.spec import BatchNorm2d, Concat, Conv2d, ReLU, Sequential
+from archcalc.spec import BatchNorm2d, Concat, Conv2d, Node, ReLU, Sequential
 
 
 def _write(tmp_path, text: str) -> str:
@@ -195,3 +195,40 @@ def test_templates_are_kept_only_by_ids_of_objects_the_compiler_keeps_alive(tmp_
 
     visit(spec.compiler.data)
     assert spec.compiler.owned == reachable and id(spec.compiler.data) in spec.compiler.owned
+
+
+def test_a_built_in_is_found_by_parsing_only_its_own_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # one model's command parses one file (start-up time); the full index, built after, agrees on every name
+    from archcalc import registry
+
+    for cache in (registry._spec_file, registry._builtin_files, registry._builtin_index):
+        monkeypatch.setattr(registry, cache.__name__, registry.functools.lru_cache(maxsize=None)(cache.__wrapped__))
+    assert archcalc.load("alexnet").name == "alexnet"
+    assert registry._spec_file.cache_info().currsize == 1 and registry._builtin_index.cache_info().currsize == 0
+    found = {}
+    for name in ("resnet50", "vgg16-bn", "lenet5", "swin-v2-t", "stacked-3x3"):
+        found[name] = registry._find(name)[0]
+    index = registry._builtin_index()
+    assert all(index[name] is spec_file for name, spec_file in found.items())
+    with pytest.raises(registry.UnknownModelError, match="did you mean resnet50"):
+        archcalc.load("resnt50")
+
+
+def test_nodes_repr_compare_and_hash_as_dataclasses_do() -> None:
+    # Node writes repr, == and hash once for every op class (declared repr=False, eq=False): as a dataclass would
+    from dataclasses import FrozenInstanceError, fields
+
+    from archcalc.spec import LEAF_OPS, Sigmoid, Where
+
+    conv = Conv2d(out_channels=8, kernel_size=3, padding=1)
+    assert repr(conv) == "Conv2d(" + ", ".join(f"{f.name}={getattr(conv, f.name)!r}" for f in fields(conv) if f.repr) + ")"
+    assert repr(Sequential(layers=[ReLU()])) == "Sequential(name=None, trainable=True, layers=(ReLU(name=None, trainable=True),), block=None)"
+    placed = Conv2d(out_channels=8, kernel_size=3, padding=1, where=Where("net.yaml", 3))  # where is not compared
+    assert conv == placed and hash(conv) == hash(placed) == hash(tuple(getattr(conv, f.name) for f in fields(conv) if f.compare))
+    assert conv != Conv2d(out_channels=8, kernel_size=3) and ReLU() != Sigmoid() and ReLU() == ReLU()
+    assert len({ReLU(), ReLU(), Sigmoid()}) == 2
+    with pytest.raises(FrozenInstanceError):
+        conv.padding = 2  # type: ignore[misc]
+    for cls in LEAF_OPS.values():  # every op class uses Node's (none generated its own)
+        assert (cls.__repr__, cls.__eq__, cls.__hash__) == (Node.__repr__, Node.__eq__, Node.__hash__), (
+            f"declare {cls.__name__} @dataclass(frozen=True, kw_only=True, repr=False, eq=False), as the others")

@@ -172,6 +172,35 @@ def test_repeat_multiplies_cost_and_receptive_field():
     assert result.rows[-1].name == "0.2.1"
 
 
+def test_repeat_of_zero_copies_is_nothing():
+    # EfficientNet-B0's one-block stages: the first block, then ceil(1 x 1.0) - 1 = 0 more
+    layers = [Linear(out_features=6), Repeat(times=0, layers=[Linear(out_features=9), ReLU()]), Linear(out_features=2)]
+    result = archcalc.analyze(Model(name="t", input=(4,), layers=layers))
+    assert [r.name for r in result.rows] == ["0", "2"]
+    assert result.total.params == (4 * 6 + 6) + (6 * 2 + 2)
+    assert all(g.path != ("1",) for g in result.groups)  # an empty composite spans nothing: no group
+
+
+def test_inline_repeat_copies_take_places_in_the_list():
+    # torch's nn.Sequential(first, *copies, last): the copies are the list's items 1 and 2, `last` is 3
+    layers = [Linear(out_features=6), Repeat(times=2, inline=True, layers=[Linear(out_features=6), ReLU()]),
+              Linear(out_features=2)]
+    result = archcalc.analyze(Model(name="t", input=(4,), layers=layers))
+    assert [r.name for r in result.rows] == ["0", "1.0", "1.1", "2.0", "2.1", "3"]
+    assert ("1",) not in [g.path for g in result.groups]  # the repeat itself is no module
+    empty = [Repeat(times=0, inline=True, layers=[Linear(out_features=9)]), Linear(out_features=2)]
+    assert [r.name for r in archcalc.analyze(Model(name="t", input=(4,), layers=empty)).rows] == ["0"]
+
+
+def test_inline_repeat_builds_the_same_module_names():
+    pytest.importorskip("torch")
+    from archcalc.torchbuild import build_module
+
+    layers = [Linear(out_features=6), Repeat(times=2, inline=True, layers=[Linear(out_features=6)]), ReLU()]
+    module = build_module(Model(name="t", input=(4,), layers=layers))
+    assert [name for name, _ in module.named_children()] == ["0", "1", "2", "3"]
+
+
 def test_trainable_false_freezes_a_subtree():
     frozen = Sequential(layers=[Conv2d(out_channels=4, kernel_size=3)], trainable=False)
     result = archcalc.analyze(Model(name="t", input=(3, 8, 8), layers=[frozen, Flatten(), Linear(out_features=2)]))

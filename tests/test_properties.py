@@ -157,6 +157,7 @@ BAD_ARGS = {
     "multiheadattention": {"num_heads": [0, 10_007, None], "embed_dim": [10_000], "dropout": [2]},
     "shiftedwindowattention": {"window_size": [0, [7, 0]], "num_heads": [0, 10_007], "shift_size": [-1]},
     "shiftedwindowattentionv2": {"window_size": [0], "num_heads": [10_007], "pretrained_window_size": [-1]},
+    "partitionattention": {"partition_size": [0, [7, 0]], "head_dim": [0, 10_007], "partition_type": ["block", 1]},
     "selecttoken": {"index": [10_000, "x"]},
     "permute": {"dims": [[0, 1, 3, 2], [], "x", [0, 2, 3, 1, 4]]},
     "channelpad": {"out_channels": [0, "x"]},
@@ -165,12 +166,14 @@ BAD_LAYERS = [
     {"conv3d": {"out_channels": 2, "kernel_size": 3}}, "Conv2d", {"relu": {}, "tanh": {}}, 7, None, [],
     {"relu": {}, "name": "a.b"}, {"relu": {}, "name": "12"}, {"relu": {}, "name": ""}, {"relu": {}, "trainable": "no"},
     {"residual": {"shortcut": []}}, {"residual": {"body": [], "extra": []}}, {"concat": []}, {"concat": {"a": []}},
-    {"repeat": {"times": 0, "layers": ["relu"]}}, {"repeat": {"times": 2.0, "layers": ["relu"]}},
+    {"repeat": {"times": -1, "layers": ["relu"]}}, {"repeat": {"times": 2.0, "layers": ["relu"]}},
+    {"repeat": {"times": 2, "layers": ["relu"], "inline": "yes"}}, {"repeat": {"times": 2, "layers": ["relu"], "inline": True}, "name": "r"},
     {"repeat": {"times": 2, "layers": []}}, {"sequential": "relu"}, {"relu": {"inplace": True}},
     {"conv2d": {"out_channels": 4}}, {"conv2d": {"kernel_size": 3}}, {"linear": {}},
     {"conv2d": {"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": "same"}},
     {"conv2d": {"out_channels": 4, "kernel_size": 99}},
     "classtoken", "tokens", "meantokens", "patchmerge", {"shiftedwindowattention": {"window_size": 2, "num_heads": 1}},
+    {"partitionattention": {"partition_size": 1, "head_dim": 1, "partition_type": "window"}},
     {"permute": {"dims": [0, 3, 1, 2]}},
 ]
 BAD_INPUTS = [[0, 3, 3], [3, 3], "x", [3.5, 2, 2], [], None, [3, -1, 4], [True, 2, 2], {"c": 3}]

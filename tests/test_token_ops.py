@@ -8,8 +8,8 @@ import pytest
 import archcalc
 from archcalc import Model, SpecError
 from archcalc.spec import (
-    ClassToken, Conv2d, LayerNorm, Linear, MeanTokens, MultiheadAttention, PatchMerge, Permute, PositionEmbedding,
-    SelectToken, ShiftedWindowAttention, ShiftedWindowAttentionV2, Tokens,
+    ClassToken, Conv2d, LayerNorm, Linear, MeanTokens, MultiheadAttention, PartitionAttention, PatchMerge, Permute,
+    PositionEmbedding, SelectToken, ShiftedWindowAttention, ShiftedWindowAttentionV2, Tokens,
 )
 
 TO_LAST, TO_FIRST = Permute(dims=[0, 2, 3, 1]), Permute(dims=[0, 3, 1, 2])
@@ -157,6 +157,58 @@ def test_window_attention_needs_channels_last_and_divisible_heads():
         rows(*swin_stage1(heads=5))
 
 
+def maxvit_stage1(kind, size=224, partition=7, head_dim=32):
+    """MaxViT-T's first stage at `size`: a 4-pixel stride, 64 channels, to channels last, then one attention."""
+    return [Conv2d(out_channels=64, kernel_size=4, stride=4), TO_LAST,
+            PartitionAttention(partition_size=partition, head_dim=head_dim, partition_type=kind)], (3, size, size)
+
+
+@pytest.mark.parametrize("kind", ["window", "grid"])
+def test_partition_attention_is_maxvit_ts_first_layer(kind):
+    c, h, w, heads = 64, 56, 56, 2  # head_dim 32
+    *_, attn = rows(*maxvit_stage1(kind))
+    assert attn.output_shape == (1, h, w, c)
+    # to_qkv and merge with biases, and the (2p-1)^2 x heads relative position bias table
+    assert attn.params == 3 * c * c + 3 * c + c * c + c + 13 * 13 * heads == 16_978
+    # 64 partitions of 49 positions either way: the projections on every position, Q K^T and A V within each
+    assert attn.macs == attn.fvcore_flops == h * w * 4 * c * c + 2 * 64 * 49 * 49 * c
+    assert attn.torch_flops == 2 * attn.macs
+    # a window: 7 x 7 adjacent 4-pixel patches; a grid: 7 positions 56 / 7 = 8 apart, spanning 6 x 8 + 1
+    span = 7 if kind == "window" else 6 * 8 + 1
+    assert attn.receptive_field == (4 + (span - 1) * 4,) * 2
+    assert attn.stride == (4, 4)
+
+
+def test_partition_attention_on_a_rectangle():
+    # 12 x 8 in 3 x 2 partitions: the bias table (2·3 − 1)·(2·2 − 1) x 4 heads; a grid's 3 x 2 positions 4 apart
+    grid = rows([TO_LAST, PartitionAttention(partition_size=[3, 2], head_dim=4, partition_type="grid")], (16, 12, 8))[1]
+    assert grid.params == 4 * 16 * 16 + 4 * 16 + 5 * 3 * 4
+    assert grid.macs == 12 * 8 * (4 * 16 * 16 + 2 * 6 * 16)
+    assert grid.receptive_field == (2 * 4 + 1, 1 * 4 + 1)
+
+
+def test_partition_attention_needs_whole_partitions_channels_last_and_divisible_heads():
+    with pytest.raises(SpecError, match="a 28x28 map does not split into grid partitions of 8x8: H and W must be"):
+        rows(*maxvit_stage1("grid", size=112, partition=8))
+    with pytest.raises(SpecError, match="the width 64 is not divisible by head_dim 24"):
+        rows(*maxvit_stage1("window", head_dim=24))
+    with pytest.raises(SpecError, match="partitionattention needs a channels-last H x W x C map, got 64x56x56"):
+        rows([Conv2d(out_channels=64, kernel_size=4, stride=4),
+              PartitionAttention(partition_size=7, head_dim=32, partition_type="window")], (3, 224, 224))
+    with pytest.raises(SpecError, match="partition_type must be 'window' or 'grid', got 'block'"):
+        PartitionAttention(partition_size=7, head_dim=32, partition_type="block")
+
+
+def test_partition_attention_is_explained_as_the_table_has_it():
+    from archcalc.explain import explain
+
+    (e,) = explain(Model(name="t", input=(3, 224, 224), layers=maxvit_stage1("grid")[0]), ["2"])
+    lines = {line.what: line for line in e.lines}
+    assert lines["params"].formula == "4 · 64 · 64 + 4 · 64 bias + 169 · 2" and lines["params"].value == 16_978
+    assert lines["MACs"].formula == "56 · 56 · (4 · 64 · 64 + 2 · 49 · 64)" and lines["MACs"].value == e.macs
+    assert "64 grid partitions of 7x7 = 49 positions" in lines["MACs"].note
+
+
 def test_patchmerge_pads_odd_sides():
     merge = rows([TO_LAST, PatchMerge()], (8, 7, 6))[1]
     assert merge.output_shape == (1, 4, 3, 32)  # ceil(7/2) x ceil(6/2) x 4C
@@ -167,9 +219,11 @@ def test_patchmerge_pads_odd_sides():
 
 def test_descriptions():
     described = [r.description for r in rows(
-        [TO_LAST, ShiftedWindowAttention(window_size=7, shift_size=3, num_heads=3), TO_FIRST, Tokens(),
+        [TO_LAST, ShiftedWindowAttention(window_size=7, shift_size=3, num_heads=3),
+         PartitionAttention(partition_size=7, head_dim=4, partition_type="grid"), TO_FIRST, Tokens(),
          MultiheadAttention(num_heads=4), SelectToken(index=0)], (12, 14, 14))]
-    assert described == ["permute [0, 2, 3, 1]", "shiftedwindowattention 7x7 shift 3 3 heads", "permute [0, 3, 1, 2]",
+    assert described == ["permute [0, 2, 3, 1]", "shiftedwindowattention 7x7 shift 3 3 heads",
+                         "partitionattention grid 7x7 head_dim 4", "permute [0, 3, 1, 2]",
                          "tokens", "multiheadattention 4 heads", "selecttoken 0"]
 
 
@@ -189,7 +243,12 @@ def test_token_and_window_ops_agree_with_torch_and_both_oracles():
         PatchMerge(), LayerNorm(), Linear(out_features=24, bias=False),
         ShiftedWindowAttentionV2(window_size=[4, 3], shift_size=[2, 1], num_heads=2, pretrained_window_size=6),
         TO_FIRST, AdaptiveAvgPool2d(output_size=1), Flatten(), Linear(out_features=5)])
-    for model in (vit, swin):
+    maxvit = Model(name="tiny-maxvit", input=(3, 48, 40), layers=[
+        Conv2d(out_channels=16, kernel_size=4, stride=4), TO_LAST,
+        Residual(body=[LayerNorm(), PartitionAttention(partition_size=[3, 2], head_dim=8, partition_type="window")]),
+        PartitionAttention(partition_size=[4, 5], head_dim=4, partition_type="grid"),
+        TO_FIRST, AdaptiveAvgPool2d(output_size=1), Flatten(), Linear(out_features=5)])
+    for model in (vit, swin, maxvit):
         checked = check_model(model, device="cpu", batch=2, runs=0)
         assert checked.ok, [(l.name, l.mismatches) for l in checked.mismatches]
         assert checked.totals.torch == 2 * checked.totals.macs  # every matmul seen, the bias MLP once

@@ -24,6 +24,12 @@ CASES = [
     ("googlenet-torchvision", (3, 96, 96)),
     ("resnet18", (3, 64, 64)),
     ("resnet50", (3, 64, 64)),
+    ("resnext50-32x4d", (3, 64, 64)),  # grouped 3x3s (Wide ResNet: the same blocks, 1 group)
+    ("squeezenet1-0", (3, 64, 64)),  # ceil-mode pools: 64 -> 29 -> 14 -> 7 -> 3
+    ("squeezenet1-1", (3, 64, 64)),
+    ("mobilenet-v2", (3, 96, 96)),
+    ("efficientnet-b3", (3, 128, 128)),  # depth 1.4: stages of ceil(n x 1.4) blocks, widths x 1.2
+    ("efficientnet-v2-s", (3, 128, 128)),  # FusedMBConv stages, batch norm eps 0.001
 ]
 
 
@@ -44,6 +50,9 @@ MODERN = [
     ("convnext-tiny", None, {}), ("convnext-tiny", (3, 160, 160), {}),
     ("vit-b-16", None, {}), ("vit-b-16", (3, 160, 160), {"image_size": 160}),
     ("swin-t", None, {}), ("swin-t", (3, 200, 168), {}),  # 200 x 168: every stage's windows padded
+    # MaxViT's 7 x 7 partitions must tile every stage: 221 to 224 give 56, 28, 14 and 7 (221 is the
+    # smallest valid input); torchvision's grid partitions assume the square input it is built for
+    ("maxvit-t", None, {}), ("maxvit-t", (3, 221, 221), {"input_size": (221, 221)}),
 ]
 
 
@@ -51,6 +60,30 @@ MODERN = [
 def test_modern_builtin_is_torchvisions_function_at_two_sizes(name: str, shape, kwargs) -> None:
     result = check_identity(name, shape, torchvision_kwargs=kwargs)
     assert result.shape_mismatch is None, result.shape_mismatch
+    assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
+
+
+@pytest.mark.parametrize("width_mult", [0.35, 1.4])
+def test_mobilenet_v2_width_multiplier_is_torchvisions(width_mult: float) -> None:
+    """The spec's make_divisible widths follow torchvision's MobileNetV2(width_mult=...) off the default 1.0."""
+    import archcalc
+
+    spec = archcalc.load("mobilenet-v2", {"width_mult": width_mult})
+    result = check_identity("mobilenet-v2", (3, 96, 96), torchvision_kwargs={"width_mult": width_mult}, spec=spec)
+    assert result.shape_mismatch is None, result.shape_mismatch
+    assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
+
+
+def test_inception_v3_is_torchvisions_function_at_its_smallest_input() -> None:
+    """At 75x75 (torchvision's min_size) Mixed_6e is 3x3, too small for the auxiliary head's 5x5 conv
+    (it runs only in training), so both sides leave it out: `aux: []` and aux_logits=False. With it,
+    at 299x299, the weights (AuxLogits' among them) map one to one: `check_identity("inception-v3")`."""
+    import archcalc
+
+    spec = archcalc.load("inception-v3", {"aux": []})
+    result = check_identity("inception-v3", (3, 75, 75), torchvision_kwargs={"aux_logits": False}, spec=spec)
+    assert result.shape_mismatch is None, result.shape_mismatch
+    assert result.layers == 94 * 2 + 1  # BasicConv2d's conv and bn, and fc
     assert result.ok, f"max |difference| {result.max_abs_difference:.3g} on outputs up to {result.output_scale:.3g}"
 
 
@@ -62,3 +95,20 @@ def test_weight_mapping_uses_every_tensor_once() -> None:
     mapping = transfer_weights(models.resnet18(), build_module("resnet18", init=False))
     assert len(mapping) == len(set(mapping.values())) == 62 + 40  # 62 parameters, 20 batch norms x 2 running stats
     assert mapping["stem.conv1.conv.weight"] == "conv1.weight"
+
+
+def test_maxvit_shortcut_weights_are_taken_after_the_body() -> None:
+    # MBConv registers `proj` (avgpool, 1x1 conv with bias) before `layers`; the spec's residual its body
+    # first, and a 64-vector is a batch norm's weight or the projection's bias alike
+    from archcalc.torchbuild import build_module
+    from archcalc.torchvision_check import SHORTCUT_FIRST, transfer_weights
+
+    models = import_torchvision()
+    reference, ours = models.maxvit_t(), build_module("maxvit-t", init=False)
+    tv, here = "blocks.0.layers.0.layers.MBconv.", "blocks.0.0.0.MBconv."
+    naive = transfer_weights(reference, ours)
+    assert naive[here + "body.pre_norm.weight"] == tv + "proj.1.bias"  # shape order alone goes wrong
+    mapping = transfer_weights(reference, ours, SHORTCUT_FIRST["maxvit_t"])
+    assert mapping[here + "body.pre_norm.weight"] == tv + "layers.pre_norm.weight"
+    assert mapping[here + "shortcut.1.bias"] == tv + "proj.1.bias"
+    assert all(key.rpartition(".")[2] == source.rpartition(".")[2] for key, source in mapping.items())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import Cost, channels, new, spatial
+from archcalc.ops.common import Cost, Line, channels, new, spatial, times
 from archcalc.spec import ChannelShuffle, Chunk, LayerScale
 
 
@@ -34,3 +34,27 @@ DESCRIPTIONS = {
     Chunk: lambda layer: f"chunk {layer.index} of {layer.chunks}",
     ChannelShuffle: lambda layer: f"channelshuffle groups={layer.groups}",
 }
+
+
+def explain_chunk(layer: Chunk, shape, cost: Cost) -> list[Line]:
+    c, size = shape[0], -(-shape[0] // layer.chunks)
+    taken = cost.output[0]
+    lines = [Line("part size", f"⌈{c} / {layer.chunks}⌉", size, "torch.chunk: parts of ⌈C / chunks⌉ channels")]
+    if taken != size:
+        lines.append(Line("output C", f"{c} − {times(layer.index, size)}", taken, f"part {layer.index}, the last: what is left"))
+    else:
+        lines.append(Line("output C", "", taken, f"part {layer.index}: channels {layer.index * size} to {layer.index * size + taken - 1}"))
+    return lines
+
+
+def explain_channelshuffle(layer: ChannelShuffle, shape, cost: Cost) -> list[Line]:
+    c, g = shape[0], layer.groups
+    return [Line("channels per group", f"{c} / {g}", c // g,
+                 f"the {g} groups' channels interleaved (a reshape and transpose: no arithmetic)")]
+
+
+def explain_layerscale(layer: LayerScale, shape, cost: Cost) -> list[Line]:
+    return [Line("params", "", cost.params, "one learned factor per channel, each value multiplied by its channel's")]
+
+
+EXPLANATIONS = {Chunk: explain_chunk, ChannelShuffle: explain_channelshuffle, LayerScale: explain_layerscale}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from fractions import Fraction
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from archcalc.errors import SpecError
+
+if TYPE_CHECKING:  # Fractions arise only past an upsampling adaptive pool, which imports fractions itself
+    from fractions import Fraction
 
 Shape = tuple[int, ...]
 Window = tuple[Any, Any, Any, Any]  # effective kernel h, w and stride h, w: ints (Fractions after upsampling)
@@ -125,7 +127,7 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
 def subpixel(value: Fraction) -> Fraction:
     """`value` rounded up to a multiple of 1/SUBPIXEL: the receptive field stays an upper bound, and
     fractions multiplied along a path of upsampling pools keep a small denominator."""
-    return Fraction(-(-value.numerator * SUBPIXEL // value.denominator), SUBPIXEL)
+    return value.__class__(-(-value.numerator * SUBPIXEL // value.denominator), SUBPIXEL)
 
 
 def describe_shape(shape: Shape) -> str:

@@ -42,4 +42,16 @@ def explain_batchnorm2d(layer: BatchNorm2d, shape, cost: Cost) -> list[Line]:
     return lines + [Line("fvcore", times(*shape, per_element), cost.fvcore, "fvcore's batch-norm estimate per element")]
 
 
-EXPLANATIONS = {BatchNorm2d: explain_batchnorm2d}
+def explain_layernorm(layer: LayerNorm, shape, cost: Cost) -> list[Line]:
+    """Over each position's C (or D) values: a weight and a bias per channel; fvcore's 5 (4) per element."""
+    c = channels(shape)
+    lines = []
+    if layer.elementwise_affine:
+        lines.append(Line("params", times(2, c) if layer.bias else str(c), cost.params,
+                          "a scale and a shift per channel" if layer.bias else "a scale per channel (no bias)"))
+    per_element = 5 if layer.elementwise_affine else 4
+    return lines + [Line("fvcore", times(*shape, per_element), cost.fvcore,
+                         f"fvcore's layer-norm estimate: {per_element} per element")]
+
+
+EXPLANATIONS = {BatchNorm2d: explain_batchnorm2d, LayerNorm: explain_layernorm}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import ChannelsLast, Cost, describe_shape, new, spatial
+from archcalc.ops.common import ChannelsLast, Cost, Line, describe_shape, new, spatial, times
 from archcalc.spec import ChannelPad, Flatten, PatchMerge, Permute, Unknown
 
 
@@ -60,4 +60,34 @@ DESCRIPTIONS = {
     ChannelPad: lambda layer: f"channelpad to {layer.out_channels}",
     Permute: lambda layer: f"permute {list(layer.dims)}",
     Unknown: lambda layer: f"UNKNOWN {layer.what} (not counted)",
+}
+
+
+def explain_flatten(layer: Flatten, shape, cost: Cost) -> list[Line]:
+    return [Line("output", times(*shape), cost.output[0], "every value in one vector, in C, H, W order")]
+
+
+def explain_channelpad(layer: ChannelPad, shape, cost: Cost) -> list[Line]:
+    c, out = shape[0], layer.out_channels
+    return [Line("output C", f"{c} + {out - c}", out, f"{out - c} channels of zeros appended")]
+
+
+def explain_permute(layer: Permute, shape, cost: Cost) -> list[Line]:
+    if cost.output.__class__ is ChannelsLast:
+        return [Line("output C", "", shape[0], "the channels moved last (H x W x C, as a linear over channels wants)")]
+    if shape.__class__ is ChannelsLast:
+        return [Line("output C", "", shape[-1], "the channels moved back first (C x H x W)")]
+    return []  # the dimensions in their own order: nothing moves
+
+
+def explain_patchmerge(layer: PatchMerge, shape, cost: Cost) -> list[Line]:
+    h, w, c = shape
+    oh, ow, oc = cost.output
+    return [Line("output H", f"⌈{h} / 2⌉", oh, "odd: padded by one" if h % 2 else ""),
+            Line("output W", f"⌈{w} / 2⌉", ow, "odd: padded by one" if w % 2 else ""),
+            Line("output C", times(4, c), oc, "each 2x2 patch's four C-wide vectors side by side")]
+
+
+EXPLANATIONS = {
+    Flatten: explain_flatten, ChannelPad: explain_channelpad, Permute: explain_permute, PatchMerge: explain_patchmerge,
 }

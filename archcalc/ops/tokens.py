@@ -4,7 +4,7 @@ embedding, and reading one token or their mean."""
 from __future__ import annotations
 
 from archcalc.errors import SpecError
-from archcalc.ops.common import GLOBAL, Cost, describe_shape, new, spatial
+from archcalc.ops.common import GLOBAL, Cost, Line, describe_shape, new, spatial, times
 from archcalc.spec import ClassToken, MeanTokens, PositionEmbedding, SelectToken, Tokens
 
 
@@ -48,3 +48,35 @@ HANDLERS = {
     MeanTokens: meantokens,
 }
 DESCRIPTIONS = {SelectToken: lambda layer: f"selecttoken {layer.index}"}
+
+
+def explain_tokens(layer: Tokens, shape, cost: Cost) -> list[Line]:
+    c, h, w = shape
+    return [Line("tokens N", times(h, w), h * w, f"one per position of the {h}x{w} map, its {c} channels its width D")]
+
+
+def explain_classtoken(layer: ClassToken, shape, cost: Cost) -> list[Line]:
+    n, d = shape
+    return [Line("tokens N", f"{n} + 1", n + 1, "the learned class token put first"),
+            Line("params", "", cost.params, f"the class token: one vector of D = {d}")]
+
+
+def explain_positionembedding(layer: PositionEmbedding, shape, cost: Cost) -> list[Line]:
+    n, d = shape
+    return [Line("params", times(n, d), cost.params, "a learned D-wide vector per token, added to it")]
+
+
+def explain_selecttoken(layer: SelectToken, shape, cost: Cost) -> list[Line]:
+    n, d = shape
+    return [Line("output", "", d, f"token {layer.index} of {n}: its D features")]
+
+
+def explain_meantokens(layer: MeanTokens, shape, cost: Cost) -> list[Line]:
+    n, d = shape
+    return [Line("output", "", d, f"each of the D features averaged over the {n} tokens (adds: no MACs)")]
+
+
+EXPLANATIONS = {
+    Tokens: explain_tokens, ClassToken: explain_classtoken, PositionEmbedding: explain_positionembedding,
+    SelectToken: explain_selecttoken, MeanTokens: explain_meantokens,
+}

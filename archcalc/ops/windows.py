@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from archcalc.errors import SpecError
 from archcalc.ops import common
 from archcalc.ops.common import Bins, Cost, Line, check_in, new, output_size, spatial, subpixel, times
 from archcalc.spec import AdaptiveAvgPool2d, AvgPool2d, Conv2d, IntPair, MaxPool2d, pair
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 
 def conv2d(layer: Conv2d, shape) -> Cost:
@@ -72,6 +75,8 @@ def _adaptive_window(size: int, out: int) -> tuple[int | Fraction, int | Fractio
     if out <= size:
         window, step = widest, -(-size // out)
     else:
+        from fractions import Fraction  # only here: `archcalc table` of most models never loads fractions, decimal
+
         window, step = subpixel(widest + Fraction(out - math.gcd(size, out), out)), subpixel(Fraction(size, out))
     if common._record is not None:
         common._record.append(Bins(size, out, window, step))
@@ -140,8 +145,22 @@ def explain_conv2d(layer: Conv2d, shape, cost: Cost) -> list[Line]:
     return lines
 
 
+def _explain_pool(layer: MaxPool2d | AvgPool2d, shape, cost: Cost) -> list[Line]:
+    """One window per output position and channel; torch compares or adds inside it, which MACs do not count."""
+    (kh, kw), (c, oh, ow) = pair(layer.kernel_size), cost.output
+    if isinstance(layer, MaxPool2d):
+        what = f"the largest of its {kh}x{kw} inputs"
+    else:
+        padded = "padding counted" if layer.count_include_pad else "padding not counted"
+        what = f"the mean of its {kh}x{kw} inputs ({padded})"
+    return [Line("windows", times(c, oh, ow), c * oh * ow, f"one per output value: {what}")]
+
+
 def explain_adaptiveavgpool2d(layer: AdaptiveAvgPool2d, shape, cost: Cost) -> list[Line]:
     return [Line("fvcore", times(*shape), cost.fvcore, "fvcore counts 1 per input element")]
 
 
-EXPLANATIONS = {Conv2d: explain_conv2d, AdaptiveAvgPool2d: explain_adaptiveavgpool2d}
+EXPLANATIONS = {
+    Conv2d: explain_conv2d, MaxPool2d: _explain_pool, AvgPool2d: _explain_pool,
+    AdaptiveAvgPool2d: explain_adaptiveavgpool2d,
+}

@@ -1,4 +1,4 @@
-"""`claims.md`: every numeric claim of the seed notes, quoted, computed now, and judged.
+"""`claims.md`: every numeric claim of the course notes this project audits, quoted, computed now, and judged.
 
 A claim is data: the seed's words, an English gloss, the number(s) it states. Its check
 analyses the relevant specs with `archcalc.analyze` and returns what was computed, a
@@ -170,7 +170,7 @@ def _paper_pool1(claimed: dict[str, int]) -> Finding:
 
 # The two pairings of the "10x parameters, 260x compute" claim: (label, LeNet, AlexNet).
 PAIRINGS = (
-    ("the seeds' pair (d2l)", "lenet", "alexnet"),
+    ("the course notes' pair (d2l)", "lenet", "alexnet"),
     ("the papers' pair (LeCun 1998, Krizhevsky 2012)", "lenet5", "alexnet-paper"),
 )
 
@@ -333,7 +333,7 @@ def _crops(claimed: dict[str, int]) -> Finding:
     paper = (big - crop) ** 2 * 2
     verdict = holds_under(
         f"{big - crop} offsets per axis (0 to {big - crop - 1}, as Krizhevsky et al. count) and horizontal "
-        f"reflections, which the seed leaves out: ({big} − {crop})²·2 = {n(paper)}. Crops alone give {n(exact)} "
+        f"reflections, which the notes leave out: ({big} − {crop})²·2 = {n(paper)}. Crops alone give {n(exact)} "
         f"positions ({times(claimed['factor'] / exact)} fewer than claimed); with reflections {n(with_flips)}"
     ) if paper == claimed["factor"] else wrong_by(claimed["factor"], with_flips)
     return Finding(f"{per_axis} positions per axis, {n(exact)} crops, {n(with_flips)} with reflections", verdict,
@@ -459,7 +459,7 @@ CLAIMS: tuple[Claim, ...] = (
 
 NOTES = {
     "resnet-152": (
-        "The seed's sentence also says the 56-layer network did *better* than the 20-layer one on the test set. "
+        "The notes' sentence also says the 56-layer network did *better* than the 20-layer one on the test set. "
         "He et al. (2016, Figure 1) report the opposite for plain networks: the 56-layer one has the higher "
         "training *and* test error, which is the degradation problem residual connections solve. That is a "
         "result, not a count, so archcalc cannot compute it."
@@ -477,7 +477,7 @@ def section(c: Claim, finding: Finding | None = None, level: str = "##") -> str:
     lines = [
         f'<a id="{c.key}"></a>',
         "",
-        f"{level} {c.title}" + (" (found in the seeds, beyond the issue's list)" if c.extra else ""),
+        f"{level} {c.title}" + (" (found while reading the notes, beyond the list first asked for)" if c.extra else ""),
         "",
         quote(c.seeds, c.original, c.gloss),
         "",
@@ -496,19 +496,19 @@ def render() -> str:
     from archcalc.reports.common import md_table
 
     summary = md_table(
-        ["claim", "seed", "verdict"],
+        ["claim", "notes file", "verdict"],
         [[f"[{c.title}](#{c.key})", ", ".join(s[:3] for s in c.seeds),
           "holds" if f.verdict.holds and "convention" not in f.verdict.text else
           "holds under a convention" if f.verdict.holds else "does not hold"] for c, f in findings],
     )
     lines = [
         GENERATED,
-        "# Claims audit: the seed notes' numbers, recomputed",
+        "# Claims audit: the course notes' numbers, recomputed",
         "",
-        "Every numeric claim in the seed documents (Chinese course notes on AlexNet, VGG, GoogLeNet and ResNet), "
+        "Every numeric claim in the course notes this project audits (Chinese notes on AlexNet, VGG, GoogLeNet and ResNet), "
         "quoted with its file, an English gloss, the value archcalc computes now, a verdict and the arithmetic. "
         "Operations are multiply-accumulates (MACs) of convolutions and linear layers, the convention of the slides "
-        "quoted. Claims marked \"beyond the issue's list\" were found while reading the seeds.",
+        "quoted. Claims marked \"beyond the list first asked for\" were found while reading the notes.",
         "",
         f"{held} of {len(findings)} claims hold (some only under a stated convention); "
         f"{len(findings) - held} do not.",

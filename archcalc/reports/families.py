@@ -1,23 +1,27 @@
-"""`families.md`: VGG, ResNet and GoogLeNet variants side by side, and MACs against input resolution."""
+"""`families.md`: every family's variants side by side (VGG, ResNet and GoogLeNet in detail), and MACs
+against input resolution."""
 
 from __future__ import annotations
 
 from archcalc import analyze, list_models
+from archcalc.registry import families, family_description
 from archcalc.errors import SpecError
 from archcalc.reports import charts as drawing
 from archcalc.reports.model_page import link
 from archcalc.reports.common import GENERATED, md_table, n, pct
 from archcalc.result import Result
 
-RESOLUTION_MODELS = ("alexnet-torchvision", "vgg16", "googlenet-torchvision", "resnet18", "resnet50", "resnet152")
+RESOLUTION_MODELS = ("alexnet-torchvision", "vgg16", "googlenet-torchvision", "resnet18", "resnet50", "resnet152",
+                     "mobilenet-v3-large", "efficientnet-b0", "convnext-tiny", "vit-b-16", "swin-t")
+DETAILED = ("vgg", "resnet", "googlenet")  # families with sections of their own below
 SIDES = (64, 128, 224, 320, 448, 512, 768, 1024)
 CHART = "img/macs-vs-resolution.png"
 
 
-def family(prefix: str) -> list[Result]:
-    """Every built-in whose name starts with `prefix`, shallowest first."""
-    results = [analyze(m) for m in list_models() if m.startswith(prefix)]
-    return sorted(results, key=lambda r: (r.input_shape[-1] < 100, r.total.depth, r.model))
+def family(name: str) -> list[Result]:
+    """Every built-in of a family (the file it is written in), ImageNet-sized first, then shallowest first."""
+    results = [analyze(m) for m in list_models(name)]
+    return sorted(results, key=lambda r: (r.input_shape[-1] < 100, r.total.depth, r.total.macs, r.model))
 
 
 def totals_table(results: list[Result]) -> str:
@@ -86,6 +90,20 @@ def sweep_table(series: list[tuple[str, list[int], list[int]]]) -> str:
     return md_table(["model", *(f"{s}x{s}" for s in SIDES)], rows)
 
 
+def _attention_growth(series: list[tuple[str, list[int], list[int]]]) -> list[str]:
+    """ViT's global attention grows faster than H x W (its token count squared), Swin's windows do not."""
+    at = {name: dict(zip(sides, macs)) for name, sides, macs in series}
+    if not {"vit-b-16", "swin-t"} <= set(at) or not {224, 1024} <= set(at["vit-b-16"]) & set(at["swin-t"]):
+        return []
+    area = (1024 / 224) ** 2
+    return [
+        f"From 224 to 1024 the area grows {area:.1f}x; `vit-b-16`'s MACs grow "
+        f"{at['vit-b-16'][1024] / at['vit-b-16'][224]:.1f}x, since its attention matmuls grow with the square of "
+        f"the token count, while `swin-t`'s grow {at['swin-t'][1024] / at['swin-t'][224]:.1f}x: its attention stays "
+        "within fixed windows (padded to whole windows, which is why it steps at small sizes).",
+    ]
+
+
 def charts() -> dict[str, bytes]:
     """The resolution chart (build.py collects every report module's `charts()`)."""
     return {CHART: drawing.macs_vs_resolution(sweep())}
@@ -102,9 +120,10 @@ def render() -> str:
         GENERATED,
         "# Families side by side",
         "",
-        "Every built-in VGG, ResNet and GoogLeNet at its default input, batch 1. MACs count conv and linear "
-        "multiply-accumulates (bias adds not counted); depth counts conv and linear layers on the longest path; "
-        "the receptive field is per axis, through the widest path.",
+        "Every built-in family at its default input, batch 1: VGG, ResNet and GoogLeNet in detail, then every "
+        "other family. MACs count conv and linear multiply-accumulates and attention's matmuls (bias adds not "
+        "counted); depth counts conv, linear and attention layers on the longest path; the receptive field is "
+        "per axis, through the widest path (the first axis is shown).",
         "",
         "## VGG (with and without batch norm)",
         "",
@@ -140,12 +159,16 @@ def render() -> str:
     if pair:
         a, b = pair
         lines += [stage_table(a, b), ""]
+    for other in families():
+        if other not in DETAILED:
+            lines += [f"## {other}: {family_description(other)}", "", totals_table(family(other)), ""]
     series = sweep()
     lines += [
         "## MACs against input resolution",
         "",
         "Convolution MACs grow with H x W; layers after an adaptive pool (the classifiers of `alexnet-torchvision` "
         "and `vgg16`, every network's final linear layer) do not, which bends the curves at small sizes.",
+        *_attention_growth(series),
         "",
         f"![MACs against input resolution]({CHART})",
         "",
