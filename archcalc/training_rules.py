@@ -264,8 +264,10 @@ def layernorm(layer: S.LayerNorm, trace: Trace, x: Tensor, row: Row) -> Tensor:
     if x.requires_grad or _trainable(row):  # native_layer_norm: input, mean and rstd per position
         trace.save(cast, "input" if cast is x else "input copy (float32)")
         positions = _elements(shape) // (shape[1] if channels_first else shape[-1])
-        trace.save_new(positions, "float32", "mean (float32)")
-        trace.save_new(positions, "float32", "rstd (float32)")
+        # float32 statistics, but in a low-precision input's dtype when there is no (float32) affine weight
+        stats = "float32" if layer.elementwise_affine else cast.dtype
+        trace.save_new(positions, stats, f"mean ({stats})")
+        trace.save_new(positions, stats, f"rstd ({stats})")
     # a channels-first map is normalised through a permute and permuted back: not contiguous
     return _out(trace, cast, row, contiguous=not channels_first)
 
@@ -439,8 +441,9 @@ def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Ten
     if x.requires_grad:
         trace.save_weight_copy(3 * c * c, "qkv weight copy")
     dtype = trace.compute_dtype(x)
-    # V1 adds a float32 bias table (promoting low-precision scores); V2's bias comes from its MLP, in the low dtype
-    scores_dtype = "float32" if trace.low is not None and not v2 else dtype
+    # V1 adds a float32 bias table (promoting low-precision scores); V2's bias comes from its MLP, in the low
+    # dtype, but a shifted window's float32 mask promotes it too
+    scores_dtype = "float32" if trace.low is not None and (not v2 or shifted) else dtype
     q = positions * c
     if needed:  # the bias table's gather keeps only its index (a buffer)
         qkv = _qkv_views(trace, trace.batch * positions // window, heads, q, dtype)
@@ -465,6 +468,39 @@ def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Ten
     if (h == 1 or pw == w) and (trace.batch == 1 or positions == h * w):
         return trace.new(positions * c, dtype, needed, True)._replace(per_sample=h * w * c)
     return trace.like(x, h * w * c, dtype, needed, True)
+
+
+def partitionattention(layer: S.PartitionAttention, trace: Trace, x: Tensor, row: Row) -> Tensor:
+    """MaxViT's: the map regrouped into partitions (a copy unless the regrouping is no permutation), attention
+    within each as Swin V1's (a float32 bias table, no dropout), the positions put back."""
+    batch, h, w, c = row.input_shape
+    (ph, pw), heads = pair(layer.partition_size), c // layer.head_dim
+    rows, cols = h // ph, w // pw
+    positions, group = h * w, ph * pw
+    trainable, needed = _trainable(row), x.requires_grad or _trainable(row)
+    # the groups' axes (rows, cols, ph, pw) against the map's memory order: window (rows, ph, cols, pw), grid
+    # (ph, rows, pw, cols); a view only if the axes longer than 1 keep their order
+    sizes = {"r": rows, "c": cols, "a": ph, "b": pw}
+    memory = "racb" if layer.partition_type == "window" else "arbc"
+    moved = [a for a in memory if sizes[a] > 1] != [a for a in "rcab" if sizes[a] > 1]
+    groups = trace.like(x, positions * c, contiguous=True) if moved or not x.contiguous else x
+    cast = trace.to_low(groups)
+    if trainable:
+        trace.save(cast, "partitions, to_qkv's input" if cast is groups else f"partitions copy ({cast.dtype})")
+    if x.requires_grad:
+        trace.save_weight_copy(3 * c * c, "to_qkv weight copy")
+    dtype = trace.compute_dtype(x)
+    if needed:
+        qkv = _qkv_views(trace, batch * rows * cols, heads, positions * c, dtype)
+        scores_dtype = "float32" if trace.low is not None else dtype  # + the float32 bias table
+        _attend(trace, positions * c, positions * heads * group, dtype, scores_dtype, 0.0, qkv)
+        if trainable:
+            trace.save_new(positions * c, dtype, f"heads joined, merge's input ({dtype})")
+        trace.save_weight_copy(c * c, "merge weight copy")
+    projections, matmuls = batch * positions * 4 * c * c, batch * positions * 2 * group * c
+    trace.weight_grad = projections if trainable else 0
+    trace.input_grad = (projections // 4 + 2 * matmuls if needed else 0) + (3 * projections // 4 if x.requires_grad else 0)
+    return trace.new(positions * c, dtype, needed, True)
 
 
 def _cosine_scores(trace: Trace, layer: S.ShiftedWindowAttentionV2, positions: int, c: int, dtype: str,
@@ -537,7 +573,7 @@ RULES: dict[type, Rule] = {
     S.SelectToken: selecttoken, S.MeanTokens: keeps_nothing,
     # attention
     S.MultiheadAttention: multiheadattention, S.ShiftedWindowAttention: shiftedwindowattention,
-    S.ShiftedWindowAttentionV2: shiftedwindowattention,
+    S.ShiftedWindowAttentionV2: shiftedwindowattention, S.PartitionAttention: partitionattention,
     # a placeholder of `archcalc import --allow-unknown`: costs nothing that archcalc knows
     S.Unknown: keeps_nothing,
 }
@@ -552,7 +588,8 @@ KEEPS: dict[str, str] = {
     "linear": "its input if the weight trains; under autocast also the weight's low-precision copy if the input needs a gradient",
     "batchnorm2d": "its input, and the batch mean and inverse std per channel (float32)",
     "localresponsenorm": "its input, the padded squares, the pre-power sum and the divisor",
-    "layernorm": "its input, and mean and rstd per position (float32); on CUDA autocast a float32 copy of the input",
+    "layernorm": "its input, and mean and rstd per position (float32; without an affine weight, in the input's dtype); "
+                 "on CUDA autocast a float32 copy of the input",
     "relu": "its output", "sigmoid": "its output", "tanh": "its output",
     "relu6": "its input", "hardswish": "its input", "hardsigmoid": "its input", "silu": "its input",
     "gelu": "its input", "identity": "nothing", "softmax": "its output",
@@ -568,6 +605,8 @@ KEEPS: dict[str, str] = {
                               "float32), the dropout masks, proj's input",
     "shiftedwindowattentionv2": "as shiftedwindowattention, plus qkv's output, q's and k's norms, normalised q, "
                                 "and the bias MLP's hidden layer and sigmoid once per forward",
+    "partitionattention": "the partitions (to_qkv's input), q, k^T, v, the softmax output (float32 under autocast: "
+                          "the bias is float32), merge's input",
     "unknown": "nothing (a placeholder)",
     "add": "nothing", "concat": "nothing", "mul": "both factors (each for the other's gradient)",
 }
@@ -593,6 +632,8 @@ def parameter_tensors(layer: Any) -> int:
         return 3 + bool(layer.qkv_bias) + bool(layer.proj_bias)  # + the bias table
     if cls is S.ShiftedWindowAttentionV2:
         return 5 + bool(layer.qkv_bias) + bool(layer.proj_bias)  # + logit scale and the MLP's three
+    if cls is S.PartitionAttention:
+        return 5  # to_qkv's and merge's weights and biases, the bias table
     return 0
 
 
@@ -602,6 +643,8 @@ def buffer_bytes(layer: Any, row: Row) -> int:
     cls = layer.__class__
     if cls is S.BatchNorm2d and layer.track_running_stats:
         return 2 * 4 * row.input_shape[1] + 8
+    if cls is S.PartitionAttention:
+        return 8 * (pair(layer.partition_size)[0] * pair(layer.partition_size)[1]) ** 2
     if isinstance(layer, S.ShiftedWindowAttention):
         wh, ww = pair(layer.window_size)
         index = 8 * (wh * ww) ** 2
