@@ -397,29 +397,45 @@ def _qkv_views(trace: Trace, sequences: int, heads: int, q: int, dtype: str) -> 
     return trace.new(3 * q, dtype, True) if sequences == 1 or heads == 1 else None
 
 
-def multiheadattention(layer: S.MultiheadAttention, trace: Trace, x: Tensor, row: Row) -> Tensor:
-    n, d = row.input_shape[1:]
-    heads = layer.num_heads
-    needed = x.requires_grad or _trainable(row)
-    cast = trace.to_low(x)
-    if _reshape_copies(trace, row, cast):
-        cast = trace.like(cast, contiguous=True)
+def _projected_in(trace: Trace, x: Tensor, source: Tensor, row: Row, width: int, what: str) -> str:
+    """The qkv projection's savings (its input, for its weight; its weight's autocast copy, for x's
+    gradient) on `source` (x, or the windows made from it); returns the attention's compute dtype."""
+    cast = trace.to_low(source)
     if _trainable(row):
-        trace.save(cast, "input" if cast is x else f"input copy ({cast.dtype})")
+        trace.save(cast, what if cast is source else f"{what} copy ({cast.dtype})")
     if x.requires_grad:
-        trace.save_weight_copy(3 * d * d, "in_proj weight copy")
-    dtype = trace.compute_dtype(x)
-    if needed:
-        qkv = _qkv_views(trace, trace.batch, heads, n * d, dtype)
-        _attend(trace, n * d, heads * n * n, dtype, dtype, layer.dropout, qkv)
-        if _trainable(row):
-            trace.save_new(n * d, dtype, f"heads joined, out_proj's input ({dtype})")
-        trace.save_weight_copy(d * d, "out_proj weight copy")
-    batch = row.input_shape[0]
-    projections, matmuls = batch * 4 * n * d * d, batch * 2 * n * n * d
+        trace.save_weight_copy(3 * width * width, "qkv weight copy")
+    return trace.compute_dtype(x)
+
+
+def _projected_out(trace: Trace, row: Row, elements: int, width: int, dtype: str, name: str) -> None:
+    """The output projection's: the heads joined (a copy), for its weight; its weight's autocast copy."""
+    if _trainable(row):
+        trace.save_new(elements, dtype, f"heads joined, {name}'s input ({dtype})")
+    trace.save_weight_copy(width * width, f"{name} weight copy")
+
+
+def _attention_grads(trace: Trace, row: Row, x: Tensor, positions: int, width: int, group: int) -> None:
+    """Backward MACs of four projections and two matmuls over `positions` (the batch's), each seeing `group`:
+    the weights' gradients when trainable; the activations' (the out projection's input, both matmuls'
+    operands) whenever anything inside needs one; the qkv projection's input only when x needs one."""
+    projections, matmuls = positions * 4 * width * width, positions * 2 * group * width
+    needed = x.requires_grad or _trainable(row)
     trace.weight_grad = projections if _trainable(row) else 0
     trace.input_grad = (projections // 4 + 2 * matmuls if needed else 0) + (3 * projections // 4 if x.requires_grad else 0)
-    return _out(trace, cast, row, dtype=dtype, contiguous=True)
+
+
+def multiheadattention(layer: S.MultiheadAttention, trace: Trace, x: Tensor, row: Row) -> Tensor:
+    n, d = row.input_shape[1:]
+    cast = trace.to_low(x)
+    source = trace.like(cast, contiguous=True) if _reshape_copies(trace, row, cast) else cast
+    dtype = _projected_in(trace, x, source, row, d, "input" if source is x else f"input copy ({source.dtype})")
+    if x.requires_grad or _trainable(row):
+        qkv = _qkv_views(trace, trace.batch, layer.num_heads, n * d, dtype)
+        _attend(trace, n * d, layer.num_heads * n * n, dtype, dtype, layer.dropout, qkv)
+        _projected_out(trace, row, n * d, d, dtype, "out_proj")
+    _attention_grads(trace, row, x, row.input_shape[0] * n, d, n)
+    return _out(trace, x, row, dtype=dtype, contiguous=True)
 
 
 def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Tensor, row: Row) -> Tensor:
@@ -435,12 +451,7 @@ def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Ten
     shifted = (sh and wh < ph) or (sw and ww < pw)
     windows = x if (ph, pw) == (h, w) and not shifted and pw == ww and x.contiguous else \
         trace.like(x, positions * c, contiguous=True)
-    cast = trace.to_low(windows)
-    if trainable:
-        trace.save(cast, "windows, qkv's input" if cast is windows else f"windows copy ({cast.dtype})")
-    if x.requires_grad:
-        trace.save_weight_copy(3 * c * c, "qkv weight copy")
-    dtype = trace.compute_dtype(x)
+    dtype = _projected_in(trace, x, windows, row, c, "windows, qkv's input")
     # V1 adds a float32 bias table (promoting low-precision scores); V2's bias comes from its MLP, in the low
     # dtype, but a shifted window's float32 mask promotes it too
     scores_dtype = "float32" if trace.low is not None and (not v2 or shifted) else dtype
@@ -450,15 +461,9 @@ def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Ten
         if isinstance(layer, S.ShiftedWindowAttentionV2):
             qkv = _cosine_scores(trace, layer, positions, c, dtype, trainable, qkv)
         _attend(trace, q, positions * heads * window, dtype, scores_dtype, layer.attention_dropout, qkv, v2)
-        if trainable:
-            trace.save_new(q, dtype, f"heads joined, proj's input ({dtype})")
-        trace.save_weight_copy(c * c, "proj weight copy")
-    out = trace.new(positions * c, dtype, needed, True)
-    out = trace.dropout(out, layer.dropout, "projection dropout")
-    batch_positions = batch * positions
-    projections, matmuls = batch_positions * 4 * c * c, batch_positions * 2 * window * c
-    trace.weight_grad = projections if trainable else 0
-    trace.input_grad = (projections // 4 + 2 * matmuls if needed else 0) + (3 * projections // 4 if x.requires_grad else 0)
+        _projected_out(trace, row, q, c, dtype, "proj")
+    trace.dropout(trace.new(positions * c, dtype, needed, True), layer.dropout, "projection dropout")
+    _attention_grads(trace, row, x, batch * positions, c, window)
     if v2 and trainable:  # the position-bias MLP, once per forward, on a buffer's coordinates
         table = (2 * wh - 1) * (2 * ww - 1)
         trace.weight_grad += table * (2 * CPB_HIDDEN + CPB_HIDDEN * heads)
@@ -477,29 +482,20 @@ def partitionattention(layer: S.PartitionAttention, trace: Trace, x: Tensor, row
     (ph, pw), heads = pair(layer.partition_size), c // layer.head_dim
     rows, cols = h // ph, w // pw
     positions, group = h * w, ph * pw
-    trainable, needed = _trainable(row), x.requires_grad or _trainable(row)
+    needed = x.requires_grad or _trainable(row)
     # the groups' axes (rows, cols, ph, pw) against the map's memory order: window (rows, ph, cols, pw), grid
     # (ph, rows, pw, cols); a view only if the axes longer than 1 keep their order
     sizes = {"r": rows, "c": cols, "a": ph, "b": pw}
     memory = "racb" if layer.partition_type == "window" else "arbc"
     moved = [a for a in memory if sizes[a] > 1] != [a for a in "rcab" if sizes[a] > 1]
     groups = trace.like(x, positions * c, contiguous=True) if moved or not x.contiguous else x
-    cast = trace.to_low(groups)
-    if trainable:
-        trace.save(cast, "partitions, to_qkv's input" if cast is groups else f"partitions copy ({cast.dtype})")
-    if x.requires_grad:
-        trace.save_weight_copy(3 * c * c, "to_qkv weight copy")
-    dtype = trace.compute_dtype(x)
+    dtype = _projected_in(trace, x, groups, row, c, "partitions, to_qkv's input")
     if needed:
         qkv = _qkv_views(trace, batch * rows * cols, heads, positions * c, dtype)
         scores_dtype = "float32" if trace.low is not None else dtype  # + the float32 bias table
         _attend(trace, positions * c, positions * heads * group, dtype, scores_dtype, 0.0, qkv)
-        if trainable:
-            trace.save_new(positions * c, dtype, f"heads joined, merge's input ({dtype})")
-        trace.save_weight_copy(c * c, "merge weight copy")
-    projections, matmuls = batch * positions * 4 * c * c, batch * positions * 2 * group * c
-    trace.weight_grad = projections if trainable else 0
-    trace.input_grad = (projections // 4 + 2 * matmuls if needed else 0) + (3 * projections // 4 if x.requires_grad else 0)
+        _projected_out(trace, row, positions * c, c, dtype, "merge")
+    _attention_grads(trace, row, x, batch * positions, c, group)
     return trace.new(positions * c, dtype, needed, True)
 
 
