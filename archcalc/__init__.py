@@ -9,6 +9,7 @@ from archcalc.analysis import run
 from archcalc.errors import SpecError
 from archcalc.registry import UnknownModelError, list_models, load
 from archcalc.result import CONVENTIONS, Result, Row, Totals
+from archcalc.training import TrainResult, TrainRow, TrainTotals, train_step
 from archcalc.spec import (
     GELU, AdaptiveAvgPool2d, Auxiliary, AvgPool2d, BatchNorm1d, BatchNorm2d, ChannelPad, ChannelShuffle, Chunk, Concat,
     Conv2d, Dropout, Flatten, Gate, Hardsigmoid, Hardswish, Identity, LayerScale, Linear, LocalResponseNorm, MaxPool2d, Model,
@@ -63,7 +64,7 @@ def build_module(spec: str | Model, **options: Any):
 
 
 __all__ = [
-    "analyze", "from_module", "build_module", "load", "list_models", "SpecError", "UnknownModelError", "Result", "Row", "Totals",
+    "analyze", "from_module", "build_module", "load", "train_step", "TrainResult", "TrainRow", "TrainTotals", "list_models", "SpecError", "UnknownModelError", "Result", "Row", "Totals",
     "CONVENTIONS",
     "Model", "Node", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "BatchNorm1d", "BatchNorm2d",
     "LocalResponseNorm", "ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "ChannelPad",

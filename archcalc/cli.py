@@ -266,7 +266,10 @@ app.command("import", epilog="Examples: archcalc import torchvision.models:resne
             "| archcalc import mynets.py:build --kwargs '{\"num_classes\": 10}' -i 3x32x32 -o net.yaml")(import_cli.import_)
 
 from archcalc import report_cli  # noqa: E402
+from archcalc import train_cli  # noqa: E402
 
+app.command("train", epilog="Examples: archcalc train resnet50 --batch 256 --optimizer adamw --precision bf16-mixed "
+            "--budget 24GB | archcalc train vit-b-16 --batch 64 --format json")(train_cli.train)
 app.command("report", epilog="Examples: archcalc report | archcalc report --check | archcalc report --crosscheck")(report_cli.report)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from archcalc.formatting import Column, Table, cell, shape
+from archcalc.formatting import Column, Table, cell, number, shape
 from archcalc.result import CONVENTIONS, DTYPE_BYTES, Result, Row
+from archcalc.training import TrainResult
 
 # a narrow terminal leaves out act. bytes first, then activations, then FLOPs (2 x MACs)
 LAYER_COLUMNS = (
@@ -202,3 +203,53 @@ def compare_dict(results: Sequence[Result]) -> dict:
         ],
         "conventions": dict(CONVENTIONS),
     }
+
+
+TRAIN_COLUMNS = (  # a narrow terminal leaves out what is kept first, then the output shape
+    Column("name", "layer", numeric=False, wrap=True),
+    Column("op", "op", numeric=False, wrap=True),
+    Column("output_shape", "output", numeric=False, drop=2),
+    Column("forward_macs", "fwd MACs"),
+    Column("input_grad_macs", "input-grad MACs"),
+    Column("weight_grad_macs", "weight-grad MACs"),
+    Column("saved_bytes", "saved bytes"),
+    Column("keeps", "keeps for backward", numeric=False, wrap=True, drop=1),
+)
+
+
+def human(n: int, unit: str) -> str:
+    """`12.5 GB`, `6.22 TFLOP`, `833 KMACs`: three significant digits, K = 1e3, G = 1e9."""
+    text = number(n, True)
+    return f"{text[:-1]} {text[-1]}{unit}" if text[-1:].isalpha() else f"{text} {unit}"
+
+
+def train_table(result: TrainResult) -> Table:
+    """`archcalc train`: one row per layer, the totals row, then the step's compute and memory in human units."""
+    total = result.total
+    head = f"{result.model}: input {shape(result.input_shape[1:])}, batch {result.batch}, {result.optimizer}, " \
+           f"{result.precision}, {result.device}"
+    notes = [
+        f"step: {human(total.step_flops, 'FLOP')} (forward {human(total.forward_macs, 'MACs')}, backward "
+        f"{human(total.backward_macs, 'MACs')}: input gradients {human(total.input_grad_macs, 'MACs')}, weight gradients "
+        f"{human(total.weight_grad_macs, 'MACs')})",
+        f"memory: weights {human(total.weight_bytes, 'B')} + gradients {human(total.gradient_bytes, 'B')} + optimizer "
+        f"{human(total.optimizer_bytes, 'B')} + saved activations {human(total.saved_bytes, 'B')} + largest transient "
+        f"{human(total.transient_bytes, 'B')} ({total.transient_layer or 'none'}) = peak {human(total.peak_bytes, 'B')}",
+    ]
+    if result.budget is not None:
+        largest = result.max_batch
+        verdict = "fits" if result.fits else "does not fit"
+        notes.append(f"budget {human(result.budget, 'B')}: batch {result.batch} {verdict}; largest batch "
+                     f"{'unbounded' if largest is None else f'{largest:,}'} (peak = {total.fixed_bytes:,} + "
+                     f"batch x {total.per_sample_bytes:,} bytes)")
+    notes.append("backward MACs: FlopCounterMode's count during loss.backward() / 2; saved: distinct storages "
+                  "autograd keeps (saved_tensors_hooks), parameters excluded; GB = 1e9 bytes")
+    return Table(
+        columns=TRAIN_COLUMNS,
+        rows=[(r.name, r.description, r.output_shape, r.forward_macs, r.input_grad_macs, r.weight_grad_macs,
+               r.saved_bytes, r.keeps) for r in result.rows],
+        total=("total", "", None, total.forward_macs, total.input_grad_macs, total.weight_grad_macs,
+               total.saved_bytes, ""),
+        title=head,
+        notes=notes,
+    )

@@ -18,3 +18,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """Whether golden-file tests should rewrite their files (review the diff before committing)."""
     return bool(request.config.getoption("--update-golden") or os.environ.get("ARCHCALC_UPDATE_GOLDEN"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks: torch's thread pool costs more than it gives (3x slower on 2 cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -44,13 +44,7 @@ PROPERTY = settings(
 FILE = "random.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny random networks: torch's thread pool costs more than it gives (3x slower on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def load_text(text: str) -> Model:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 from archcalc import analyze, list_models
 from archcalc.bench_report import PLOT_KINDS, plot_name
 from archcalc.reports import accuracy, charts, claims, model_page, index
-from archcalc.reports import families, lenet_alexnet, one_by_one, stacked
+from archcalc.reports import families, lenet_alexnet, one_by_one, stacked, training_memory
 
 CROSSCHECK = "crosscheck.md"
 PERFORMANCE = "performance.md"
@@ -33,6 +33,8 @@ REPORTS: tuple[tuple[str, str, ModuleType], ...] = (
     ("claims.md", "Every numeric claim of the course notes this project audits, recomputed, with a verdict", claims),
     ("accuracy.md", "ImageNet top-1 against MACs and against parameters for every torchvision built-in, Pareto fronts "
      "marked", accuracy),
+    ("training-memory.md", "Training memory against batch size (AdamW, bf16-mixed) with 16/24/40/80 GB budgets, and "
+     "where the memory goes", training_memory),
 )
 CROSSCHECK_LINE = (CROSSCHECK, "Every built-in run in torch and compared layer by layer with fvcore and FlopCounterMode "
                    "(`archcalc report --crosscheck`; needs torch)")

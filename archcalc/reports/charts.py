@@ -203,3 +203,32 @@ def accuracy_vs_cost(points: Sequence[Any], fronts: dict[str, Sequence[Any]]) ->
         fig.suptitle("Top-1 accuracy against MACs and against parameters (torchvision's weights)")
         fig.subplots_adjust(left=0.07, right=0.98, top=0.92, bottom=0.2, wspace=0.06)
         return _png(fig, [tuple(p) for p in points])
+
+
+def training_memory(series: Sequence[tuple[str, Sequence[int], Sequence[int]]], budgets: Sequence[int]) -> bytes:
+    """Peak training memory against batch size, one line per model: (label, batches, bytes); each budget a
+    dashed horizontal line."""
+    with _figure(5.5) as fig:
+        from matplotlib.ticker import FuncFormatter
+
+        ax = fig.subplots()
+        markers = "osD^v<>ph*"
+        for i, (label, batches, peaks) in enumerate(series):
+            ax.plot(batches, peaks, marker=markers[i % len(markers)], markersize=4, linewidth=1.4, label=label)
+        for budget in budgets:
+            ax.axhline(budget, color="#999999", linestyle="--", linewidth=0.8)
+            ax.text(0.995, budget, f"{budget // 10**9} GB budget", transform=ax.get_yaxis_transform(), ha="right",
+                    va="bottom", fontsize=8, color="#555555")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        batches_all = sorted({b for _, batches, _ in series for b in batches})
+        ax.set_xticks(batches_all, [str(b) for b in batches_all])
+        ax.minorticks_off()
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos=None: f"{value / 1e9:g} GB"))
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("peak training memory (GB = 1e9 bytes)")
+        ax.set_title("One training step's peak memory against batch size (AdamW, bf16-mixed)")
+        ax.grid(color="#DDDDDD", linewidth=0.6)
+        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0.08, 1.0))
+        fig.subplots_adjust(left=0.1, right=0.97, top=0.93, bottom=0.1)
+        return _png(fig, ([(label, list(b), list(p)) for label, b, p in series], list(budgets)))
