@@ -231,8 +231,9 @@ def view(layer: Any, trace: Trace, x: Tensor, row: Row) -> Tensor:
 
 
 def batchnorm2d(layer: S.BatchNorm2d, trace: Trace, x: Tensor, row: Row) -> Tensor:
-    if trace.batch * row.input_shape[2] * row.input_shape[3] == 1:
-        raise SpecError("batchnorm2d in training needs more than one value per channel (batch x H x W is 1): "
+    """Also batchnorm1d, over a flat vector's features (one value per feature and sample)."""
+    if trace.batch * math.prod(row.input_shape[2:]) == 1:
+        raise SpecError(f"{layer.OP} in training needs more than one value per channel (batch x H x W is 1): "
                         "train with a batch of 2 or more")
     if x.requires_grad or _trainable(row):  # native_batch_norm: input, and the batch's mean and inverse std
         trace.save(x, "input")
@@ -555,7 +556,7 @@ RULES: dict[type, Rule] = {
     # linear
     S.Linear: linear,
     # norms
-    S.BatchNorm2d: batchnorm2d, S.LocalResponseNorm: localresponsenorm, S.LayerNorm: layernorm,
+    S.BatchNorm2d: batchnorm2d, S.BatchNorm1d: batchnorm2d, S.LocalResponseNorm: localresponsenorm, S.LayerNorm: layernorm,
     # activations
     S.ReLU: keeps_output, S.Sigmoid: keeps_output, S.Tanh: keeps_output, S.ReLU6: keeps_input,
     S.Hardswish: keeps_input, S.Hardsigmoid: keeps_input, S.SiLU: keeps_input, S.GELU: keeps_input,
@@ -583,6 +584,7 @@ KEEPS: dict[str, str] = {
     "adaptiveavgpool2d": "its input, unless pooling to 1 x 1 (then a mean, which keeps nothing)",
     "linear": "its input if the weight trains; under autocast also the weight's low-precision copy if the input needs a gradient",
     "batchnorm2d": "its input, and the batch mean and inverse std per channel (float32)",
+    "batchnorm1d": "its input, and the batch mean and inverse std per feature (float32)",
     "localresponsenorm": "its input, the padded squares, the pre-power sum and the divisor",
     "layernorm": "its input, and mean and rstd per position (float32; without an affine weight, in the input's dtype); "
                  "on CUDA autocast a float32 copy of the input",
@@ -616,7 +618,7 @@ def parameter_tensors(layer: Any) -> int:
     cls = layer.__class__
     if cls in (S.Conv2d, S.Linear):
         return 1 + bool(layer.bias)
-    if cls is S.BatchNorm2d:
+    if cls in (S.BatchNorm2d, S.BatchNorm1d):
         return 2 if layer.affine else 0
     if cls is S.LayerNorm:
         return (1 + bool(layer.bias)) if layer.elementwise_affine else 0
@@ -637,7 +639,7 @@ def buffer_bytes(layer: Any, row: Row) -> int:
     """Buffers an op's module holds: batch norm's running statistics (and its int64 batch count),
     window attention's int64 position index (and V2's float32 coordinates table)."""
     cls = layer.__class__
-    if cls is S.BatchNorm2d and layer.track_running_stats:
+    if cls in (S.BatchNorm2d, S.BatchNorm1d) and layer.track_running_stats:
         return 2 * 4 * row.input_shape[1] + 8
     if cls is S.PartitionAttention:
         return 8 * (pair(layer.partition_size)[0] * pair(layer.partition_size)[1]) ** 2

@@ -28,8 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # every op kind at least once: LRN (alexnet), grouped/depthwise conv, SE gates, hardswish (mobilenet),
 # silu and stochastic depth (efficientnet), chunk/concat/channelshuffle (shufflenet), layer norm on a
 # channels-first map, permute, layer scale, gelu (convnext), tokens, class token, MHA, select token (vit),
-# window attention, patch merging (swin)
-BUILT_INS = [("lenet", None), ("alexnet", (3, 67, 67)), ("resnet18", (3, 32, 32)), ("mobilenet-v3-small", (3, 32, 32)),
+# window attention, patch merging (swin), batchnorm1d (lenet-bn)
+BUILT_INS = [("lenet-bn", None), ("alexnet", (3, 67, 67)), ("resnet18", (3, 32, 32)), ("mobilenet-v3-small", (3, 32, 32)),
              ("efficientnet-b0", (3, 32, 32)), ("shufflenet-v2-x0-5", (3, 32, 32)), ("convnext-tiny", (3, 32, 32)),
              ("vit-b-16", (3, 32, 32)), ("swin-t", (3, 32, 32)), ("swin-v2-t", (3, 32, 32))]
 
