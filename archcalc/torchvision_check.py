@@ -6,9 +6,10 @@ norm's running mean and variance) are taken in `state_dict` order, and each tens
 archcalc module, in its own order, takes the first one not yet taken that has its shape. The
 orders agree except where torchvision registers a tensor on a parent module before its
 children (ViT's class token, ConvNeXt's layer scale, Swin's bias tables), which the shape
-tells apart, and where a torchvision block registers and runs its projection shortcut before
-its body (RegNet's proj(x) + f(x), MaxViT's MBConv: SHORTCUT_FIRST), whose tensors and layers are taken after
-the body's, as archcalc's residual registers and runs them. Every tensor on both sides must be
+tells apart, and where a torchvision block registers (or runs) its children in another order
+than the spec: a projection shortcut before its body (RegNet's proj(x) + f(x), MaxViT's MBConv),
+a post-norm before the attention it follows (Swin V2). SPEC_ORDER lists those blocks, and their
+children's tensors and layers are taken in the spec's order. Every tensor on both sides must be
 used exactly once.
 
 torch and torchvision are imported here only.
@@ -86,34 +87,52 @@ def torchvision_builtins() -> list[str]:
     return [name for name in list_models() if load(name).published.get("torchvision")]
 
 
-# torchvision blocks (module.qualname) that register and run the child named before the rest: the
-# shortcut, where archcalc's residual has its body first. RegNet's ResBottleneckBlock computes
-# proj(x) + f(x), and with bottleneck multiplier 1 proj's 1x1 conv and batch norm have the shapes of
-# f.a's, so neither the shapes nor the order would pair them; MaxViT's MBConv registers `proj`
-# before `layers`, whose batch norm vectors share the projection bias's shape.
-SHORTCUT_FIRST = {"torchvision.models.regnet.ResBottleneckBlock": "proj", "torchvision.models.maxvit.MBConv": "proj"}
+# torchvision blocks (module.qualname) whose children register, or run, in another order than a spec's
+# layers have them, and the order the spec has (other children keep their places). RegNet's
+# ResBottleneckBlock registers and runs its shortcut `proj` before its body `f` (proj(x) + f(x)), and
+# with bottleneck multiplier 1 proj's 1x1 conv and batch norm have the shapes of f.a's; MaxViT's
+# MBConv registers `proj` before `layers`, whose batch norm vectors share the projection bias's
+# shape; Swin V2's post-norm block registers `norm1` before `attn` (and `norm2` before `mlp`) but
+# runs it after, and the norm's C-vectors share the projection bias's shape.
+SPEC_ORDER = {
+    "torchvision.models.regnet.ResBottleneckBlock": ("f", "proj"),
+    "torchvision.models.maxvit.MBConv": ("layers", "proj"),
+    "torchvision.models.swin_transformer.SwinTransformerBlockV2": ("attn", "norm1", "mlp", "norm2"),
+}
 
 T = TypeVar("T")
 
 
-def _shortcuts_last(module: nn.Module, items: list[tuple[str, T]]) -> list[tuple[str, T]]:
-    """`items`, keyed by qualified name in the module's order, with the tensors or layers of each
-    SHORTCUT_FIRST child moved after those of its siblings."""
+def _in_spec_order(module: nn.Module, items: list[tuple[str, T]]) -> list[tuple[str, T]]:
+    """`items`, keyed by qualified name in the module's order, with the children of each SPEC_ORDER
+    block in the order given there, where the first of them stood (idempotent: calls already in
+    that order stay as they are)."""
     for prefix, block in module.named_modules():
-        child = SHORTCUT_FIRST.get(f"{type(block).__module__}.{type(block).__qualname__}")
-        if child is None:
+        order = SPEC_ORDER.get(f"{type(block).__module__}.{type(block).__qualname__}")
+        if order is None:
             continue
         inside = f"{prefix}." if prefix else ""
-        moved = [item for item in items if item[0].startswith(f"{inside}{child}.")]
-        kept = [item for item in items if not item[0].startswith(f"{inside}{child}.")]
-        end = max((i + 1 for i, (key, _) in enumerate(kept) if key.startswith(inside)), default=len(kept))
-        items = kept[:end] + moved + kept[end:]
+
+        def child(key: str) -> str | None:
+            return next((c for c in order if key == inside + c or key.startswith(f"{inside}{c}.")), None)
+
+        groups: dict[str, list[tuple[str, T]]] = {c: [] for c in order}
+        kept, at = [], None
+        for item in items:
+            found = child(item[0])
+            if found is None:
+                kept.append(item)
+            else:
+                groups[found].append(item)
+                at = len(kept) if at is None else at
+        if at is not None:
+            items = kept[:at] + [item for c in order for item in groups[c]] + kept[at:]
     return items
 
 
 def _floating(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     tensors = [(key, t) for key, t in module.state_dict(keep_vars=True).items() if t.is_floating_point()]
-    return _shortcuts_last(module, tensors)
+    return _in_spec_order(module, tensors)
 
 
 def transfer_weights(source: nn.Module, target: nn.Module) -> dict[str, str]:
@@ -143,7 +162,7 @@ _RECORDED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm)
 def _layer_shapes(module: nn.Module, x: torch.Tensor,
                   positions: bool = False) -> tuple[torch.Tensor, list[tuple[str, tuple[int, ...]]]]:
     """The module's output, and (kind, output shape) of every conv, linear and norm layer it calls, in
-    order (a SHORTCUT_FIRST child's after its siblings'); with `positions`, a 4-d linear or layer norm
+    order (SPEC_ORDER's blocks' children in the spec's order); with `positions`, a 4-d linear or layer norm
     output as (batch, positions, channels)."""
     calls: list[tuple[str, tuple[str, tuple[int, ...]]]] = []
 
@@ -164,7 +183,7 @@ def _layer_shapes(module: nn.Module, x: torch.Tensor,
     finally:
         for handle in handles:
             handle.remove()
-    return output, [shape for _, shape in _shortcuts_last(module, calls)]
+    return output, [shape for _, shape in _in_spec_order(module, calls)]
 
 
 @dataclass(frozen=True)

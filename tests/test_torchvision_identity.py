@@ -54,6 +54,7 @@ MODERN = [
     ("convnext-tiny", None, {}), ("convnext-tiny", (3, 160, 160), {}),
     ("vit-b-16", None, {}), ("vit-b-16", (3, 160, 160), {"image_size": 160}),
     ("swin-t", None, {}), ("swin-t", (3, 200, 168), {}),  # 200 x 168: every stage's windows padded
+    ("swin-v2-t", (3, 64, 64), {}),  # post-norm: norm1 registered before attn, run after (SPEC_ORDER)
     # MaxViT's 7 x 7 partitions must tile every stage: 221 to 224 give 56, 28, 14 and 7 (221 is the
     # smallest valid input); torchvision's grid partitions assume the square input it is built for
     ("maxvit-t", None, {}), ("maxvit-t", (3, 221, 221), {"input_size": (221, 221)}),
@@ -112,7 +113,7 @@ def test_maxvit_shortcut_weights_are_taken_after_the_body(monkeypatch) -> None:
     reference, ours = models.maxvit_t(), build_module("maxvit-t", init=False)
     tv, here = "blocks.0.layers.0.layers.MBconv.", "blocks.0.0.0.MBconv."
     with monkeypatch.context() as patched:
-        patched.setattr(torchvision_check, "SHORTCUT_FIRST", {})
+        patched.setattr(torchvision_check, "SPEC_ORDER", {})
         naive = transfer_weights(reference, ours)
     assert naive[here + "body.pre_norm.weight"] == tv + "proj.1.bias"  # shape order alone goes wrong
     mapping = transfer_weights(reference, ours)
