@@ -725,7 +725,10 @@ def _add_training_only(mapper: _Mapper) -> None:
                 class_name(type(sub)), f"{why}: its {sum(p.numel() for p in sub.parameters()):,} parameters would "
                 "not be counted"), Step("unknown", [], (), ())))
             continue
-        inner = _map(sub, source.shape[1:])
+        try:
+            inner = _map(sub, source.shape[1:])
+        except SpecError as err:
+            raise SpecError(f"import: {path}, called in training only: {str(err).removeprefix('import: ')}") from None
         mapper.unmapped += [(f"{path}.{where}", err, step) for where, err, step in inner.unmapped]
         layers = _prefixed(structure(inner), path)
         scope = tuple(itertools.takewhile(lambda frame: frame[1] != path, _stack(first)))

@@ -226,7 +226,7 @@ class ImportCheck:
     seconds: float  # the import: trace, shapes, spec written and loaded
     params: int
     macs: int
-    published: Published
+    published: Published | None  # None: built with other arguments than those the figures are for
     builtin: tuple[str, int, int] | None  # the built-in naming this builder: its name, params, MACs at the input
     identity: Identity
     spec_lines: int
@@ -234,16 +234,17 @@ class ImportCheck:
     @property
     def at_crop(self) -> bool:
         """Whether the input is the published figures' (their MACs are for that input only)."""
-        return self.input == (3, self.published.crop, self.published.crop)
+        return self.published is not None and self.input == (3, self.published.crop, self.published.crop)
 
     @property
     def problems(self) -> list[str]:
         """What does not hold, each in words (none: the round trip holds)."""
         out = []
-        if self.params != self.published.params:
-            out.append(f"params {self.params:,}, torchvision publishes {self.published.params:,}")
-        if self.at_crop and round(self.macs / 1e9, 3) != self.published.gflops:
-            out.append(f"{self.macs / 1e9:.4f} GMACs, torchvision publishes {self.published.gflops}")
+        figures = self.published
+        if figures is not None and self.params != figures.params:
+            out.append(f"params {self.params:,}, torchvision publishes {figures.params:,}")
+        if figures is not None and self.at_crop and round(self.macs / 1e9, 3) != figures.gflops:
+            out.append(f"{self.macs / 1e9:.4f} GMACs, torchvision publishes {figures.gflops}")
         if self.builtin is not None and self.builtin[1:] != (self.params, self.macs):
             out.append(f"built-in {self.builtin[0]}: params {self.builtin[1]:,}, MACs {self.builtin[2]:,}")
         if self.identity.shape_mismatch:
@@ -257,18 +258,20 @@ class ImportCheck:
         return not self.problems
 
 
-def check_import(name: str, input: tuple[int, ...] | None = None) -> ImportCheck:
+def check_import(name: str, input: tuple[int, ...] | None = None,
+                 torchvision_kwargs: dict[str, Any] | None = None) -> ImportCheck:
     """Import torchvision's builder `name` (or the one the built-in `name` names), built on the meta
     device, at `input` (default: its default weights' evaluation crop); compare its totals with
     torchvision's published figures and any built-in's, then prove it is torchvision's function
-    (check_identity)."""
+    (check_identity). `torchvision_kwargs` change the build (Inception-v3 without its auxiliary head,
+    which needs a 299 input): then only the function (and the input) is compared."""
     from archcalc.analysis import run
     from archcalc.importer import build_on_meta, convert
 
     models = import_torchvision()
     builder = torchvision_builder(name)
     figures = published(builder)
-    kwargs = BUILDER_KWARGS.get(builder, {})
+    kwargs = {**BUILDER_KWARGS.get(builder, {}), **(torchvision_kwargs or {})}
     shape = tuple(input) if input is not None else (3, figures.crop, figures.crop)
     module = build_on_meta(getattr(models, builder), kwargs)
     start = time.perf_counter()
@@ -276,9 +279,14 @@ def check_import(name: str, input: tuple[int, ...] | None = None) -> ImportCheck
                        source=f"torchvision.models:{builder}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})")
     seconds = time.perf_counter() - start
     ours = run(imported.model).total
-    builtin = next((b for b in torchvision_builtins() if builder_name(b) == builder), None)
-    builtin_total = run(load(builtin), input=shape).total if builtin is not None else None
-    identity = check_identity(builder, shape, spec=imported.model)
-    return ImportCheck(builder, shape, seconds, ours.params, ours.macs, figures,
-                       (builtin, builtin_total.params, builtin_total.macs) if builtin_total is not None else None,
-                       identity, len(imported.text.splitlines()))
+    builtin = None
+    for other in list_models() if not torchvision_kwargs else []:
+        spec = load(other)
+        if spec.published.get("torchvision") == builder:
+            total = run(spec, input=shape).total
+            builtin = (other, total.params, total.macs)
+            break
+    identity = check_identity(builder, shape, torchvision_kwargs=torchvision_kwargs, spec=imported.model)
+    return ImportCheck(builder, shape, seconds, ours.params, ours.macs, None if torchvision_kwargs else figures,
+                       builtin, identity,
+                       len(imported.text.splitlines()))
