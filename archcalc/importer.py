@@ -12,15 +12,19 @@ The module is traced with **torch.fx symbolic tracing**, not torch.export, becau
   this whole import took 0.8 s (torch 2.13, the 2-core machine this was written on, both loaded alike);
 - both refuse data-dependent Python control flow; torchvision's classification models all trace
   with fx (its feature_extraction is built on it).
-Shapes are then propagated on the meta device: the module's own tensors are never read, moved
-or changed (a module built under `torch.device("meta")` imports without allocating its weights);
-a leaf holding real tensors is called through torch.func.functional_call with meta stand-ins.
+The trace runs in eval mode, the network archcalc counts (each submodule's mode is put back after);
+a module with parameters that only training calls (Inception-v3's AuxLogits) is traced on its own and
+becomes an `auxiliary`, placed where the training trace calls it. Shapes are propagated on the
+meta device: the module's own tensors are never read, moved or changed (a module built under
+`torch.device("meta")` imports without allocating its weights); a leaf holding real tensors is
+called through torch.func.functional_call with meta stand-ins.
 No hook is registered and nothing is patched beyond what fx restores when its trace ends.
 
 The graph is then rebuilt as archcalc layers: each module call with one input and one output
 becomes a sequential named after the module (`layer1.0` -> `layer1_0`: a name may not be a bare
 number), and within it the data flow is split at its joins: `a + b` -> residual, torch.cat ->
-concat, `x * f(x)` -> gate, each branch running from the join's dominating fork. Identical
+concat, `x * f(x)` -> gate, each branch running from the join's dominating fork (DenseNet's cat of
+all earlier features: the previous cat and the newest, inside the layer that made them). Identical
 module calls (same class, same layers) become one block, and a run of them a `repeat`.
 Only this module and the CLI command import torch.
 """
@@ -1139,7 +1143,7 @@ def convert(module: nn.Module, input: tuple[int, ...], *, name: str | None = Non
     root = type(module)
     source = source or f"{root.__module__}.{root.__qualname__}"
     mapper = _map(module, shape)
-    unknown = [f"{where}: {err}" for where, err, _ in mapper.unmapped]
+    unknown = _distinct(mapper.unmapped)
     if unknown and not allow_unknown:
         raise SpecError("import: " + "; ".join(unknown) + " (--allow-unknown keeps them as zero-cost placeholders)")
     try:
@@ -1172,6 +1176,16 @@ def convert(module: nn.Module, input: tuple[int, ...], *, name: str | None = Non
     label = f"<imported {model_name}>"
     model = SpecFile(label, parse(text, label)).model(model_name, None)
     return Imported(text, model, tuple(unknown))
+
+
+def _distinct(unmapped: list[tuple[str, Unmapped, Step]]) -> list[str]:
+    """Each distinct unmapped call once, where it first occurs: `where: what`, with `(+N more)` for the
+    same call of the same class elsewhere (MaxViT's 484 come to 51)."""
+    places: dict[tuple[str, str], list[str]] = {}
+    for where, err, _ in unmapped:
+        places.setdefault((where[where.find(" ("):], str(err)), []).append(where)
+    return [f"{wheres[0]}{f' (+{len(wheres) - 1} more)' if len(wheres) > 1 else ''}: {err}"
+            for (_, err), wheres in places.items()]
 
 
 def from_module(module: nn.Module, input: tuple[int, ...], *, name: str | None = None,

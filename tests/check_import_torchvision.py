@@ -62,6 +62,7 @@ def row(name: str) -> tuple[str, bool]:
         print(f"{name}: FAILED {type(err).__name__}: {message}", flush=True)
         return f"| {name} | - | - | - | - | - | - | ✗ {type(err).__name__}: {message[:300]} |", False
     figures = checked.published
+    assert figures is not None  # built as the figures' weights are
     verdict = "✓" if checked.ok else "✗ " + "; ".join(checked.problems)
     print(f"{checked.builder}: {verdict} params {checked.params:,} ({figures.params:,} published), "
           f"{checked.macs / 1e9:.4f} GMACs ({figures.gflops}), import {checked.seconds:.2f} s, max |diff| "
