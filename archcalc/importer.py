@@ -701,16 +701,22 @@ def _in(node: fx.Node, path: str) -> bool:
     return any(p == path or p.startswith(f"{path}.") for p in paths)
 
 
+def _ancestors(path: str) -> list[str]:
+    """`a.b.c` -> [`a.b`, `a`]."""
+    return [path.rsplit(".", i)[0] for i in range(1, path.count(".") + 1)]
+
+
 def _add_training_only(mapper: _Mapper) -> None:
     """Modules with parameters that the inference graph never calls. One that the training forward
     calls (Inception-v3's AuxLogits) becomes an `auxiliary` on the tensor it reads there, a pass-through
     step: its parameters count, it costs nothing at inference. One never called is unmapped: its
     parameters would go uncounted."""
     module, graph = mapper.module, mapper.gm.graph
-    called = {p for node in graph.nodes for _, p, _ in _stack(node)} | \
-        {str(n.target) for n in graph.nodes if n.op == "call_module"}
-    called |= {p.rsplit(".", i)[0] for p in called for i in range(1, p.count(".") + 1)}  # a ModuleList's, ...
-    idle = [p for p, m in module.named_modules() if p and p not in called and any(True for _ in m.parameters())]
+    leaves = {str(n.target) for n in graph.nodes if n.op == "call_module"}  # each runs its own submodules
+    called = {p for node in graph.nodes for _, p, _ in _stack(node)} | leaves
+    called |= {q for p in called for q in _ancestors(p)}  # a ModuleList's, ...
+    idle = [p for p, m in module.named_modules() if p and p not in called and any(True for _ in m.parameters())
+            and not leaves.intersection(_ancestors(p))]
     idle = [p for p in idle if not any(p.startswith(f"{q}.") for q in idle)]
     if not idle:
         return
