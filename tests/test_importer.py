@@ -220,6 +220,14 @@ def test_a_module_called_only_in_training_is_an_auxiliary_and_one_never_called_i
 
 
 @pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
+@pytest.mark.parametrize("builder, side, params", [("vit_b_32", 224, 88_224_232), ("swin_t", 64, 28_288_354)])
+def test_the_submodules_of_a_layer_archcalc_maps_whole_are_called_with_it(builder: str, side: int, params: int) -> None:
+    """nn.MultiheadAttention's out_proj, Swin attention's qkv and proj: not idle modules (weights.meta's num_params)."""
+    module = build_on_meta(getattr(import_torchvision(), builder), {})
+    assert archcalc.analyze(convert(module, (3, side, side)).model).total.params == params
+
+
+@pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
 def test_regnet_which_reads_its_widths_back_from_torch_imports_without_allocating_its_weights() -> None:
     result = runner.invoke(app, ["import", "torchvision.models:regnet_y_400mf", "-i", "3x64x64"])
     assert result.exit_code == 0, result.output
