@@ -12,21 +12,26 @@ The module is traced with **torch.fx symbolic tracing**, not torch.export, becau
   this whole import took 0.8 s (torch 2.13, the 2-core machine this was written on, both loaded alike);
 - both refuse data-dependent Python control flow; torchvision's classification models all trace
   with fx (its feature_extraction is built on it).
-Shapes are then propagated on the meta device: the module's own tensors are never read, moved
-or changed (a module built under `torch.device("meta")` imports without allocating its weights);
-a leaf holding real tensors is called through torch.func.functional_call with meta stand-ins.
+The trace runs in eval mode, the network archcalc counts (each submodule's mode is put back after);
+a module with parameters that only training calls (Inception-v3's AuxLogits) is traced on its own and
+becomes an `auxiliary`, placed where the training trace calls it. Shapes are propagated on the
+meta device: the module's own tensors are never read, moved or changed (a module built under
+`torch.device("meta")` imports without allocating its weights); a leaf holding real tensors is
+called through torch.func.functional_call with meta stand-ins.
 No hook is registered and nothing is patched beyond what fx restores when its trace ends.
 
 The graph is then rebuilt as archcalc layers: each module call with one input and one output
 becomes a sequential named after the module (`layer1.0` -> `layer1_0`: a name may not be a bare
 number), and within it the data flow is split at its joins: `a + b` -> residual, torch.cat ->
-concat, `x * f(x)` -> gate, each branch running from the join's dominating fork. Identical
+concat, `x * f(x)` -> gate, each branch running from the join's dominating fork (DenseNet's cat of
+all earlier features: the previous cat and the newest, inside the layer that made them). Identical
 module calls (same class, same layers) become one block, and a run of them a `repeat`.
 Only this module and the CLI command import torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import json
@@ -37,7 +42,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.fx as fx
@@ -281,7 +286,7 @@ class Step:
     name: str = ""
     layers: list[Layer] = field(default_factory=list)
     what: str = ""  # what an unknown or partial step is
-    index: int = 0  # graph order
+    index: float = 0  # graph order (an auxiliary: between the step it reads and the next)
     inner: list["Step"] = field(default_factory=list)
     exit: Optional["Step"] = None
     path: str = ""
@@ -414,6 +419,7 @@ class _Mapper:
         self.steps: dict[fx.Node, Step] = {}
         self.unmapped: list[tuple[str, Unmapped, Step]] = []
         self.output: Step | None = None
+        self.cats: dict[tuple[fx.Node, ...], Step] = {}  # torch.cat's list of tensors -> its step
 
     def shape(self, node: fx.Node) -> tuple[int, ...]:
         return tuple(self.values[node].shape)
@@ -558,8 +564,32 @@ class _Mapper:
             return step
         if ndim != 4 or dim % ndim != 1 or not all(self.tensor(t) for t in tensors):
             raise Unmapped(f"{qualified(node.target)} on dim {dim} of a {ndim}-d tensor")
-        step.kind, step.inputs = "cat", [self.steps[t] for t in tensors]
+        if len(tensors) == 1:
+            return self.steps[tensors[0]]  # torch.cat([x]) is x
+        inputs = [self.steps[t] for t in tensors]
+        earlier = next((k for k in range(len(tensors) - 1, 1, -1) if tuple(tensors[:k]) in self.cats), 0)
+        if earlier:  # DenseNet: cat([x0, ..., x(k-1), xk]) is cat(the earlier cat of x0 ... x(k-1), xk)
+            inputs = [self.cats[tuple(tensors[:earlier])], *inputs[earlier:]]
+        self.cats[tuple(tensors)] = step
+        step.kind, step.inputs = "cat", inputs
+        if len(inputs) == 2:
+            step.scope = self._joined_to_call(step.scope, *inputs)
         return step
+
+    def _joined_to_call(self, scope: tuple, entry: Step, exit_: Step) -> tuple:
+        """cat(x, f(x)) where f is one module call: the scope of that call, so that the call is
+        x -> concat([x], [f(x)]) (a DenseNet layer, whose output torchvision concatenates in the next
+        layer or in its block); otherwise `scope` as it is."""
+        common = next((i for i, (a, b) in enumerate(zip(scope, exit_.scope)) if a[0] != b[0]),
+                      min(len(scope), len(exit_.scope)))
+        if len(exit_.scope) <= common:
+            return scope
+        inside = exit_.scope[:common + 1]
+        members = [s for s in self.steps.values() if s.scope[:common + 1] == inside]
+        ids = {id(s) for s in members} | {id(entry)}
+        if all(id(i) in ids for s in members for i in s.inputs):
+            return inside
+        return scope
 
     def _chunk(self, node: fx.Node, step: Step) -> Step:
         chunk_node, index = _args(node)
@@ -640,6 +670,97 @@ class _Mapper:
             raise Unmapped(f"{qualified(node.target)} over dims {dims}")
         step.layers = [{"adaptiveavgpool2d": {"output_size": 1}}] + ([] if keepdim else [{"flatten": {}}])
         return step
+
+
+@contextlib.contextmanager
+def _mode(module: nn.Module, training: bool) -> Iterator[None]:
+    """Every submodule in training (or eval) mode inside the block, each put back as it was after it."""
+    before = [(m, m.training) for m in module.modules()]
+    try:
+        for m, _ in before:
+            m.training = training
+        yield
+    finally:
+        for m, was in before:
+            m.training = was
+
+
+def _map(module: nn.Module, shape: tuple[int, ...]) -> _Mapper:
+    """The module traced in eval mode (the network archcalc counts is the one that runs at inference:
+    Inception-v3 returns its auxiliary logits only in training), its steps mapped."""
+    with _mode(module, False):
+        gm = trace(module)
+        values = propagate(gm, module, shape)
+    mapper = _Mapper(gm, values, module)
+    mapper.run()
+    _add_training_only(mapper)
+    return mapper
+
+
+def _in(node: fx.Node, path: str) -> bool:
+    """Whether `node` runs inside the module at `path`."""
+    paths = [p for _, p, _ in _stack(node)] + ([str(node.target)] if node.op == "call_module" else [])
+    return any(p == path or p.startswith(f"{path}.") for p in paths)
+
+
+def _ancestors(path: str) -> list[str]:
+    """`a.b.c` -> [`a.b`, `a`]."""
+    return [path.rsplit(".", i)[0] for i in range(1, path.count(".") + 1)]
+
+
+def _add_training_only(mapper: _Mapper) -> None:
+    """Modules with parameters that the inference graph never calls. One that the training forward
+    calls (Inception-v3's AuxLogits) becomes an `auxiliary` on the tensor it reads there, a pass-through
+    step: its parameters count, it costs nothing at inference. One never called is unmapped: its
+    parameters would go uncounted."""
+    module, graph = mapper.module, mapper.gm.graph
+    leaves = {str(n.target) for n in graph.nodes if n.op == "call_module"}  # each runs its own submodules
+    called = {p for node in graph.nodes for _, p, _ in _stack(node)} | leaves
+    called |= {q for p in called for q in _ancestors(p)}  # a ModuleList's, ...
+    idle = [p for p, m in module.named_modules() if p and p not in called and any(True for _ in m.parameters())
+            and not leaves.intersection(_ancestors(p))]
+    idle = [p for p in idle if not any(p.startswith(f"{q}.") for q in idle)]
+    if not idle:
+        return
+    with _mode(module, True):
+        training = _Tracer().trace(module)
+    eval_nodes = {node.name: node for node in graph.nodes}
+    for path in idle:
+        sub = module.get_submodule(path)
+        first = next((n for n in training.nodes if _in(n, path)), None)
+        reads = [i for i in first.all_input_nodes if not _in(i, path)] if first is not None else []
+        source = mapper.steps.get(eval_nodes[reads[0].name]) if reads and reads[0].name in eval_nodes else None
+        if source is None or first is None:
+            why = "is called neither at inference nor in training" if first is None else \
+                "is called in training on a tensor that inference does not compute"
+            mapper.unmapped.append((f"{path} ({type(sub).__name__})", Unmapped(
+                class_name(type(sub)), f"{why}: its {sum(p.numel() for p in sub.parameters()):,} parameters would "
+                "not be counted"), Step("unknown", [], (), ())))
+            continue
+        try:
+            inner = _map(sub, source.shape[1:])
+        except SpecError as err:
+            raise SpecError(f"import: {path}, called in training only: {str(err).removeprefix('import: ')}") from None
+        mapper.unmapped += [(f"{path}.{where}", err, step) for where, err, step in inner.unmapped]
+        layers = _prefixed(structure(inner), path)
+        scope = tuple(itertools.takewhile(lambda frame: frame[1] != path, _stack(first)))
+        aux = Step("layer", [source], source.shape, scope, name=layer_name(path), index=source.index + 0.5,
+                   layers=[{"auxiliary": layers}])
+        for step in mapper.steps.values():
+            step.inputs = [aux if i is source else i for i in step.inputs]
+        if mapper.output is source:
+            mapper.output = aux
+        mapper.steps[first] = aux
+
+
+def _prefixed(layers: list[Layer], path: str) -> list[Layer]:
+    """A submodule's layers, their module paths made the whole network's."""
+    for layer in layers:
+        if "_path" in layer:
+            layer["_path"] = f"{path}.{layer['_path']}"
+        for inner in _children(layer):
+            _prefixed(inner, path)
+    return layers
 
 
 # ---- steps -> nested layers ------------------------------------------------------------
@@ -820,7 +941,8 @@ def _key(layer: Layer) -> str:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    """`_DenseLayer` -> `dense_layer`."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().lstrip("_") or "block"
 
 
 class _Blocks:
@@ -914,7 +1036,7 @@ def _count_references(layers: list[Layer], counts: dict[str, list[int]], repeate
 def _children(layer: Layer) -> list[list[Layer]]:
     lists = []
     for key, value in layer.items():
-        if key in ("sequential", "gate"):
+        if key in ("sequential", "gate", "auxiliary"):
             lists.append(value)
         elif key == "concat":
             lists.extend(value)
@@ -970,7 +1092,7 @@ def _write_layers(layers: list[Layer], indent: int) -> list[str]:
         op = next(k for k in layer if k != "name")
         args = layer[op]
         name = f"name: {_flow(layer['name'])}" if "name" in layer else ""
-        if op in ("sequential", "gate") or (op == "repeat" and len(_flow(args)) > 80):
+        if op in ("sequential", "gate", "auxiliary") or (op == "repeat" and len(_flow(args)) > 80):
             lines.append(f"{pad}- {name}" if name else f"{pad}-")
             lines.append(f"{pad}  {op}:")
             if op == "repeat":
@@ -1028,11 +1150,8 @@ def convert(module: nn.Module, input: tuple[int, ...], *, name: str | None = Non
     shape = tuple(int(v) for v in input)
     root = type(module)
     source = source or f"{root.__module__}.{root.__qualname__}"
-    gm = trace(module)
-    values = propagate(gm, module, shape)
-    mapper = _Mapper(gm, values, module)
-    mapper.run()
-    unknown = [f"{where}: {err}" for where, err, _ in mapper.unmapped]
+    mapper = _map(module, shape)
+    unknown = _distinct(mapper.unmapped)
     if unknown and not allow_unknown:
         raise SpecError("import: " + "; ".join(unknown) + " (--allow-unknown keeps them as zero-cost placeholders)")
     try:
@@ -1065,6 +1184,16 @@ def convert(module: nn.Module, input: tuple[int, ...], *, name: str | None = Non
     label = f"<imported {model_name}>"
     model = SpecFile(label, parse(text, label)).model(model_name, None)
     return Imported(text, model, tuple(unknown))
+
+
+def _distinct(unmapped: list[tuple[str, Unmapped, Step]]) -> list[str]:
+    """Each distinct unmapped call once, where it first occurs: `where: what`, with `(+N more)` for the
+    same call of the same class elsewhere (MaxViT's 484 come to 51)."""
+    places: dict[tuple[str, str], list[str]] = {}
+    for where, err, _ in unmapped:
+        places.setdefault((where[where.find(" ("):], str(err)), []).append(where)
+    return [f"{wheres[0]}{f' (+{len(wheres) - 1} more)' if len(wheres) > 1 else ''}: {err}"
+            for (_, err), wheres in places.items()]
 
 
 def from_module(module: nn.Module, input: tuple[int, ...], *, name: str | None = None,
@@ -1107,14 +1236,40 @@ def build_from_ref(ref: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     if not callable(factory):
         raise SpecError(f"import: {target} has no callable {attr!r}")
     try:
-        with torch.device("meta"):
-            built = factory(**(kwargs or {}))
+        built = build_on_meta(factory, kwargs or {})
     except Exception as err:  # noqa: BLE001
         raise SpecError(f"import: {ref}({_flow(kwargs or {})}) raised {type(err).__name__}: {_first_line(err)}") \
             from None
     if not isinstance(built, nn.Module):
         raise SpecError(f"import: {ref} returned {type(built).__name__}, not a torch.nn.Module")
     return built
+
+
+class _WeightsOnMeta(torch.overrides.TorchFunctionMode):
+    """Tensors made empty, zeroed or random (what layers make their weights with) go on the meta
+    device; those made from data (torch.arange, torch.tensor) and what is computed from them stay real."""
+
+    FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = dict(kwargs or {})
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def build_on_meta(factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """factory(**kwargs) with its weights on the meta device, never allocated. Under
+    torch.device("meta"); a builder that computes its widths with torch and reads them back (RegNet's
+    `.tolist()`) cannot run there, so it runs again with only its weights sent to the meta device."""
+    try:
+        with torch.device("meta"):
+            return factory(**kwargs)
+    except Exception as err:  # noqa: BLE001 - retried below; what it raises there is the error
+        if "meta" not in str(err):
+            raise
+    with _WeightsOnMeta():
+        return factory(**kwargs)
 
 
 def write_atomically(path: Path, text: str) -> None:

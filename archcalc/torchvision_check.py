@@ -82,6 +82,35 @@ def builder_name(name: str) -> str:
     return load(name).published.get("torchvision") or name.removesuffix("-torchvision").replace("-", "_")
 
 
+def torchvision_classifiers() -> list[str]:
+    """torchvision's classification builders (`models.list_models(module=models)`: 80 in 0.28)."""
+    models = import_torchvision()
+    return list(models.list_models(module=models))
+
+
+def torchvision_builder(name: str) -> str:
+    """torchvision's builder for `name`: a classification builder's own name (densenet121), or the
+    one a built-in names (builder_name)."""
+    return name if name in torchvision_classifiers() else builder_name(name)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What torchvision publishes for a builder's default weights (their `meta`, their eval transform)."""
+
+    weights: str
+    params: int  # meta["num_params"]
+    gflops: float  # meta["_ops"]: MACs in billions, at the crop
+    crop: int  # the evaluation crop: the input those figures belong to
+
+
+def published(builder: str) -> Published:
+    weights = import_torchvision().get_model_weights(builder).DEFAULT
+    crop = weights.transforms.keywords["crop_size"]
+    return Published(weights.name, weights.meta["num_params"], weights.meta["_ops"],
+                     crop if isinstance(crop, int) else crop[0])
+
+
 def torchvision_builtins() -> list[str]:
     """Every built-in that claims to be a torchvision model (its `published:` names the builder)."""
     return [name for name in list_models() if load(name).published.get("torchvision")]
@@ -211,7 +240,9 @@ class Identity:
 def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 0,
                    torchvision_kwargs: dict[str, Any] | None = None, spec: Model | None = None) -> Identity:
     """Build torchvision's model and the built-in (or `spec`, e.g. an imported one, in its place),
-    move the weights across, and compare in eval mode.
+    move the weights across, and compare in eval mode. `name` is a built-in, or with `spec` also
+    a torchvision builder that no built-in stands for (densenet121); `input` defaults to the
+    spec's, else the built-in's.
 
     Batch norm running statistics are randomised first, so that eval mode does not reduce them
     to the identity, and every parameter gets a little noise, so that none stays zero.
@@ -219,9 +250,9 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
     """
     started = time.perf_counter()
     models = import_torchvision()
-    shape = tuple(input) if input is not None else load(name).input
+    shape = tuple(input) if input is not None else spec.input if spec is not None else load(name).input
     torch.manual_seed(seed)
-    builder = builder_name(name)
+    builder = torchvision_builder(name) if spec is not None else builder_name(name)
     reference = getattr(models, builder)(**{**BUILDER_KWARGS.get(builder, {}), **(torchvision_kwargs or {})}).eval()
     with torch.no_grad():
         for module in reference.modules():
@@ -254,37 +285,75 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
 
 @dataclass(frozen=True)
 class ImportCheck:
-    """A torchvision model imported (archcalc.importer) beside its built-in: same totals, same function."""
+    """A torchvision model imported (archcalc.importer): its totals beside torchvision's published
+    figures (and a built-in's, where one names the builder), and the same function as torchvision's."""
 
-    name: str
+    builder: str
     input: tuple[int, ...]
     seconds: float  # the import: trace, shapes, spec written and loaded
-    params: tuple[int, int]  # imported, built-in
-    macs: tuple[int, int]
+    params: int
+    macs: int
+    published: Published | None  # None: built with other arguments than those the figures are for
+    builtin: tuple[str, int, int] | None  # the built-in naming this builder: its name, params, MACs at the input
     identity: Identity
     spec_lines: int
 
     @property
+    def at_crop(self) -> bool:
+        """Whether the input is the published figures' (their MACs are for that input only)."""
+        return self.published is not None and self.input == (3, self.published.crop, self.published.crop)
+
+    @property
+    def problems(self) -> list[str]:
+        """What does not hold, each in words (none: the round trip holds)."""
+        out = []
+        figures = self.published
+        if figures is not None and self.params != figures.params:
+            out.append(f"params {self.params:,}, torchvision publishes {figures.params:,}")
+        if figures is not None and self.at_crop and round(self.macs / 1e9, 3) != figures.gflops:
+            out.append(f"{self.macs / 1e9:.4f} GMACs, torchvision publishes {figures.gflops}")
+        if self.builtin is not None and self.builtin[1:] != (self.params, self.macs):
+            out.append(f"built-in {self.builtin[0]}: params {self.builtin[1]:,}, MACs {self.builtin[2]:,}")
+        if self.identity.shape_mismatch:
+            out.append(self.identity.shape_mismatch)
+        elif not self.identity.ok:
+            out.append(f"outputs differ by {self.identity.max_abs_difference:.3g}")
+        return out
+
+    @property
     def ok(self) -> bool:
-        return self.params[0] == self.params[1] and self.macs[0] == self.macs[1] and self.identity.ok
+        return not self.problems
 
 
-def check_import(name: str, input: tuple[int, ...] | None = None) -> ImportCheck:
-    """Import torchvision's builder for the built-in `name` (built on the meta device), compare its
-    totals with the built-in's, then prove the imported spec is torchvision's function (check_identity)."""
+def check_import(name: str, input: tuple[int, ...] | None = None,
+                 torchvision_kwargs: dict[str, Any] | None = None) -> ImportCheck:
+    """Import torchvision's builder `name` (or the one the built-in `name` names), built on the meta
+    device, at `input` (default: its default weights' evaluation crop); compare its totals with
+    torchvision's published figures and any built-in's, then prove it is torchvision's function
+    (check_identity). `torchvision_kwargs` change the build (Inception-v3 without its auxiliary head,
+    which needs a 299 input): then only the function (and the input) is compared."""
     from archcalc.analysis import run
-    from archcalc.importer import convert
+    from archcalc.importer import build_on_meta, convert
 
     models = import_torchvision()
-    builder = builder_name(name)
-    kwargs = BUILDER_KWARGS.get(builder, {})
-    shape = tuple(input) if input is not None else load(name).input
-    with torch.device("meta"):
-        module = getattr(models, builder)(**kwargs)
+    builder = torchvision_builder(name)
+    figures = published(builder)
+    kwargs = {**BUILDER_KWARGS.get(builder, {}), **(torchvision_kwargs or {})}
+    shape = tuple(input) if input is not None else (3, figures.crop, figures.crop)
+    module = build_on_meta(getattr(models, builder), kwargs)
     start = time.perf_counter()
-    imported = convert(module, shape, name=name, source=f"torchvision.models:{builder}({kwargs or ''})")
+    imported = convert(module, shape, name=builder.replace("_", "-"),
+                       source=f"torchvision.models:{builder}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})")
     seconds = time.perf_counter() - start
-    ours, builtin = run(imported.model).total, run(load(name), input=shape).total
-    identity = check_identity(name, shape, spec=imported.model)
-    return ImportCheck(name, shape, seconds, (ours.params, builtin.params), (ours.macs, builtin.macs), identity,
+    ours = run(imported.model).total
+    builtin = None
+    for other in list_models() if not torchvision_kwargs else []:
+        spec = load(other)
+        if spec.published.get("torchvision") == builder:
+            total = run(spec, input=shape).total
+            builtin = (other, total.params, total.macs)
+            break
+    identity = check_identity(builder, shape, torchvision_kwargs=torchvision_kwargs, spec=imported.model)
+    return ImportCheck(builder, shape, seconds, ours.params, ours.macs, None if torchvision_kwargs else figures,
+                       builtin, identity,
                        len(imported.text.splitlines()))

@@ -1,12 +1,16 @@
-"""Import every torchvision model that has a built-in and prove the round trip; time resnet50's import
-against fvcore's analysis of it. Run by hand (a few minutes):
+"""Import torchvision's classification models and prove each round trip; time resnet50's import
+against fvcore's analysis of it. Run by hand (minutes; every model: an hour or more on 2 cores):
 
-    python tests/check_import_torchvision.py [NAME ...]     # default: every built-in naming a torchvision builder
+    python tests/check_import_torchvision.py [NAME ...]      # builders or built-ins; default: every built-in
+    python tests/check_import_torchvision.py --all-torchvision   # all of models.list_models(module=models)
 
-For each model, at its built-in's input: torchvision's builder is called on the meta device, imported
-(archcalc.importer), and the imported spec's params and MACs must equal the built-in's; the spec is then
-built with build_module, torchvision's weights moved in (archcalc.torchvision_check), and both must give
-the same output. Writes reports/import-torchvision.md; exits 1 if any model fails.
+Each model, named by its torchvision builder (densenet121) or a built-in (resnet50), is built on the
+meta device and imported (archcalc.importer) at its default weights' evaluation crop. The imported
+spec's params must equal torchvision's published `num_params`, its MACs round to the published `_ops`
+(3 decimals), and where a built-in names the builder, its params and MACs equal the built-in's. The
+spec is then built with build_module, torchvision's weights moved in (archcalc.torchvision_check), and
+both must give the same output. `--all-torchvision` runs the two giants (vit_h_14 at 518,
+regnet_y_128gf at 384) last. Writes reports/import-torchvision.md; exits 1 if any model fails.
 """
 
 from __future__ import annotations
@@ -19,20 +23,21 @@ from pathlib import Path
 
 import torch
 
-import archcalc
 from archcalc.bench import tool_runners
-from archcalc.importer import convert
-from archcalc.torchvision_check import check_import, import_torchvision, torchvision_builtins
+from archcalc.importer import build_on_meta, convert
+from archcalc.torchvision_check import (check_import, import_torchvision, published, torchvision_builtins,
+                                        torchvision_classifiers)
 
 REPORT = Path(__file__).resolve().parent.parent / "reports" / "import-torchvision.md"
+GIANTS = ("regnet_y_128gf", "vit_h_14")  # hundreds of GMACs: the sweep runs them last
 
 
 def timing(name: str = "resnet50", runs: int = 5) -> tuple[list[float], list[float]]:
     """Seconds per import of the meta-device module, and per fvcore FlopCountAnalysis of the real one."""
     models = import_torchvision()
-    with torch.device("meta"):
-        meta = getattr(models, name)()
-    shape = archcalc.load(name).input
+    meta = build_on_meta(getattr(models, name), {})
+    crop = published(name).crop
+    shape = (3, crop, crop)
     imports = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -47,40 +52,57 @@ def timing(name: str = "resnet50", runs: int = 5) -> tuple[list[float], list[flo
     return imports, fvcores
 
 
-def main(names: list[str]) -> int:
+def row(name: str) -> tuple[str, bool]:
+    """The report's row for one model, and whether its round trip holds (printed as it goes)."""
+    start = time.perf_counter()
+    try:
+        checked = check_import(name)
+    except Exception as err:  # noqa: BLE001 - reported as this model's failure
+        message = str(err).splitlines()[0] if str(err) else ""
+        print(f"{name}: FAILED {type(err).__name__}: {message}", flush=True)
+        return f"| {name} | - | - | - | - | - | - | ✗ {type(err).__name__}: {message[:300]} |", False
+    figures = checked.published
+    assert figures is not None  # built as the figures' weights are
+    verdict = "✓" if checked.ok else "✗ " + "; ".join(checked.problems)
+    print(f"{checked.builder}: {verdict} params {checked.params:,} ({figures.params:,} published), "
+          f"{checked.macs / 1e9:.4f} GMACs ({figures.gflops}), import {checked.seconds:.2f} s, max |diff| "
+          f"{checked.identity.max_abs_difference:.2g}, {time.perf_counter() - start:.0f} s in all", flush=True)
+    return (f"| {checked.builder} | {'x'.join(map(str, checked.input))} | {checked.params:,} | {checked.macs:,} | "
+            f"{figures.gflops} ({figures.weights}) | {checked.seconds:.2f} | "
+            f"{checked.identity.max_abs_difference:.2g} | {verdict} |"), checked.ok
+
+
+def main(arguments: list[str]) -> int:
+    if arguments == ["--all-torchvision"]:
+        every = torchvision_classifiers()
+        names = [n for n in every if n not in GIANTS] + [n for n in GIANTS if n in every]
+    else:
+        names = arguments or torchvision_builtins()
     rows, failed = [], []
     for name in names:
-        start = time.perf_counter()
-        try:
-            checked = check_import(name)
-        except Exception as err:  # noqa: BLE001 - reported as this model's failure
+        text, ok = row(name)
+        rows.append(text)
+        if not ok:
             failed.append(name)
-            rows.append(f"| {name} | - | - | - | - | - | ✗ {type(err).__name__}: {str(err).splitlines()[0]} |")
-            print(f"{name}: FAILED {err}", flush=True)
-            continue
-        ok = "✓" if checked.ok else "✗"
-        if not checked.ok:
-            failed.append(name)
-        rows.append(f"| {name} | {'x'.join(map(str, checked.input))} | {checked.params[0]:,} | {checked.macs[0]:,} | "
-                    f"{checked.seconds:.2f} | {checked.identity.max_abs_difference:.2g} | {ok} |")
-        print(f"{name}: {ok} params {checked.params} MACs {checked.macs} import {checked.seconds:.2f} s, "
-              f"max |diff| {checked.identity.max_abs_difference:.2g}, {time.perf_counter() - start:.0f} s in all",
-              flush=True)
     imports, fvcores = timing()
     import_s, fvcore_s = statistics.median(imports), statistics.median(fvcores)
     print(f"resnet50: import {import_s:.3f} s (median of {len(imports)}), fvcore {fvcore_s:.3f} s (median of "
           f"{len(fvcores)})")
+    command = "python tests/check_import_torchvision.py " + ("--all-torchvision" if arguments == ["--all-torchvision"]
+                                                             else " ".join(arguments))
     text = "\n".join([
         "# Importing torchvision's models (`archcalc import`)", "",
-        "Generated by `python tests/check_import_torchvision.py` (not by `archcalc report`: it needs torchvision",
-        f"and takes minutes) on {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}.",
-        "Each torchvision builder that a built-in names is called on the meta device and imported at the",
-        "built-in's input; the imported spec's params and MACs equal the built-in's (and so torchvision's",
-        "published figures), and the spec built in torch with torchvision's weights moved in gives torchvision's",
-        "output (max |difference| over a batch of 2, eval mode, batch norm statistics randomised). `import s` is",
-        "the import alone: trace, shapes, the spec written and loaded.", "",
-        "| model | input | params | MACs | import s | max abs diff | round trip |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- |", *rows, "",
+        f"Generated by `{command.strip()}` (not by `archcalc report`: it needs torchvision",
+        f"and takes long) on {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}.",
+        "Each torchvision builder is called on the meta device and imported at its default weights'",
+        "evaluation crop. The imported spec's params equal torchvision's published `num_params` and its MACs",
+        "round to the published GFLOPS (`_ops`, which are MACs, of those weights); where a built-in names the",
+        "builder, they equal the built-in's too. The spec built in torch with torchvision's weights moved in",
+        "gives torchvision's output (max |difference| over a batch of 2, eval mode, batch norm statistics",
+        "randomised). `import s` is the import alone: trace, shapes, the spec written and loaded.", "",
+        "| model | input | params | MACs | published GMACs (weights) | import s | max abs diff | round trip |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |", *rows, "",
+        f"{len(names) - len(failed)} of {len(names)} round trips hold.", "",
         "## Import against fvcore", "",
         f"ResNet-50 at 3x224x224: importing the meta-device module takes {import_s:.3f} s (median of "
         f"{len(imports)}: {', '.join(f'{t:.3f}' for t in imports)});",
@@ -93,4 +115,4 @@ def main(names: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or torchvision_builtins()))
+    sys.exit(main(sys.argv[1:]))
