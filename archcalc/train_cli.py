@@ -65,8 +65,11 @@ def train(
     units: UnitsOption = None,
     wide: WideOption = False,
 ) -> None:
-    """One training step: forward and backward MACs (input- and weight-gradient), the activations autograd
-    keeps, weights, gradients, optimizer state, the peak memory, and the largest batch under a budget."""
+    """One training step: forward and backward MACs, saved activations, optimizer state, peak memory.
+
+    Backward MACs are split into input- and weight-gradient work; the memory is the activations autograd
+    keeps, weights, gradients and optimizer state; with --budget, the largest batch that fits.
+    """
     spec = load_model(model, set)
     shape = input.resolve(spec.input) if input is not None else None
     try:

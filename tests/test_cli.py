@@ -240,8 +240,8 @@ def test_list_analyses_only_what_it_shows(monkeypatch) -> None:
 
     analysed = []
     monkeypatch.setattr(cli, "analyse", lambda name: analysed.append(name) or archcalc.analyze(name))
-    ok("list", "--family", "lenet")
-    assert analysed == ["lenet"]
+    ok("list", "--family", "lenet5")
+    assert analysed == ["lenet5"]
 
 
 def test_torchvision_builder_spelling_names_the_same_builtin() -> None:
