@@ -205,8 +205,10 @@ def test_partition_attention_is_explained_as_the_table_has_it():
     (e,) = explain(Model(name="t", input=(3, 224, 224), layers=maxvit_stage1("grid")[0]), ["2"])
     lines = {line.what: line for line in e.lines}
     assert lines["params"].formula == "4 · 64 · 64 + 4 · 64 bias + 169 · 2" and lines["params"].value == 16_978
-    assert lines["MACs"].formula == "56 · 56 · (4 · 64 · 64 + 2 · 49 · 64)" and lines["MACs"].value == e.macs
-    assert "64 grid partitions of 7x7 = 49 positions" in lines["MACs"].note
+    assert lines["partitions"].formula == "56 · 56 / 49" and "grid partitions of 7x7" in lines["partitions"].note
+    assert lines["MACs Q, K, V, out"].formula == "56 · 56 · 4 · 64 · 64"  # H W (4 C^2): the projections
+    assert lines["MACs Q·Kᵀ"].formula == lines["MACs attention·V"].formula == "64 · 49 · 49 · 64"  # per partition
+    assert lines["MACs"].value == e.macs == 56 * 56 * (4 * 64 * 64 + 2 * 49 * 64)
 
 
 def test_patchmerge_pads_odd_sides():

@@ -39,7 +39,7 @@ def render(proofs: Sequence[Mapping[str, Any]], versions: Mapping[str, str], sec
         f"- Time: {seconds:,.0f} s in all (one process, CPU; the seconds column is each model's build, weight move "
         "and two forward passes).",
         "",
-        md_table(["model", "input", "layers compared", "max \\|difference\\|", "max \\|output\\|", "seconds",
-                  "verdict"], rows),
+        md_table(["model", "input", "layers compared", "max |difference|", "max |output|", "seconds", "verdict"],
+                 rows),
         "",
     ])
