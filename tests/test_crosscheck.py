@@ -43,6 +43,13 @@ SHORTENED = {
     "regnet-y-128gf": ({"d2": 1, "d3": 1}, SHORT),
     # densenet121 runs in full (427 rows); the others' long third and fourth blocks are shortened
     **{name: ({"blocks3": 2, "blocks4": 2}, SHORT) for name in ("densenet161", "densenet169", "densenet201")},
+    # every block of these runs, at 64 x 64 rather than their default inputs (up to 600 x 600), where
+    # fvcore and a forward pass take 20-40 s each; `archcalc report --crosscheck` runs them at full size
+    **{name: (None, SHORT) for name in (
+        "efficientnet-b1", "efficientnet-b2", "efficientnet-b3", "efficientnet-b4", "efficientnet-b5",
+        "efficientnet-b6", "efficientnet-b7", "efficientnet-v2-s", "efficientnet-v2-m", "efficientnet-v2-l",
+        "resnet101", "resnet152", "resnext50-32x4d", "resnext101-32x8d", "resnext101-64x4d", "wide-resnet50-2",
+        "wide-resnet101-2")},
 }
 
 

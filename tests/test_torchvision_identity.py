@@ -57,7 +57,7 @@ MODERN = [
     ("swin-v2-t", (3, 64, 64), {}),  # post-norm: norm1 registered before attn, run after (SPEC_ORDER)
     # MaxViT's 7 x 7 partitions must tile every stage: 221 to 224 give 56, 28, 14 and 7 (221 is the
     # smallest valid input); torchvision's grid partitions assume the square input it is built for
-    ("maxvit-t", None, {}), ("maxvit-t", (3, 221, 221), {"input_size": (221, 221)}),
+    ("maxvit-t", (3, 221, 221), {"input_size": (221, 221)}),  # at 224: reports/torchvision-identity.md
 ]
 
 
