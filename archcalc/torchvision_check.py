@@ -9,7 +9,8 @@ children (ViT's class token, ConvNeXt's layer scale, Swin's bias tables), which 
 tells apart, and where a torchvision block registers (or runs) its children in another order
 than the spec: a projection shortcut before its body (RegNet's proj(x) + f(x), MaxViT's MBConv),
 a post-norm before the attention it follows (Swin V2). SPEC_ORDER lists those blocks, and their
-children's tensors and layers are taken in the spec's order. Every tensor on both sides must be
+children's tensors and layers are taken in the built-in's order (for an imported spec, which keeps
+torchvision's order of shortcut and body, only RUN_ORDER's registration-vs-run differences). Every tensor on both sides must be
 used exactly once.
 
 torch and torchvision are imported here only.
@@ -116,28 +117,35 @@ def torchvision_builtins() -> list[str]:
     return [name for name in list_models() if load(name).published.get("torchvision")]
 
 
-# torchvision blocks (module.qualname) whose children register, or run, in another order than a spec's
-# layers have them, and the order the spec has (other children keep their places). RegNet's
-# ResBottleneckBlock registers and runs its shortcut `proj` before its body `f` (proj(x) + f(x)), and
-# with bottleneck multiplier 1 proj's 1x1 conv and batch norm have the shapes of f.a's; MaxViT's
-# MBConv registers `proj` before `layers`, whose batch norm vectors share the projection bias's
-# shape; Swin V2's post-norm block registers `norm1` before `attn` (and `norm2` before `mlp`) but
+# torchvision blocks (module.qualname) whose children register in another order than they run, and
+# the order they run in, which every spec (written or imported) has (other children keep their
+# places): Swin V2's post-norm block registers `norm1` before `attn` (and `norm2` before `mlp`) but
 # runs it after, and the norm's C-vectors share the projection bias's shape.
-SPEC_ORDER = {
+RUN_ORDER: dict[str, tuple[str, ...]] = {
+    "torchvision.models.swin_transformer.SwinTransformerBlockV2": ("attn", "norm1", "mlp", "norm2"),
+}
+# ... and blocks that register and run a shortcut before their body, where a built-in's `residual`
+# has the body first (an imported spec keeps torchvision's order): RegNet's ResBottleneckBlock
+# computes proj(x) + f(x), and with bottleneck multiplier 1 proj's 1x1 conv and batch norm have
+# the shapes of f.a's; MaxViT's MBConv registers `proj` before `layers`, whose batch norm vectors
+# share the projection bias's shape.
+SPEC_ORDER: dict[str, tuple[str, ...]] = {
+    **RUN_ORDER,
     "torchvision.models.regnet.ResBottleneckBlock": ("f", "proj"),
     "torchvision.models.maxvit.MBConv": ("layers", "proj"),
-    "torchvision.models.swin_transformer.SwinTransformerBlockV2": ("attn", "norm1", "mlp", "norm2"),
 }
 
 T = TypeVar("T")
 
 
-def _in_spec_order(module: nn.Module, items: list[tuple[str, T]]) -> list[tuple[str, T]]:
-    """`items`, keyed by qualified name in the module's order, with the children of each SPEC_ORDER
-    block in the order given there, where the first of them stood (idempotent: calls already in
-    that order stay as they are)."""
+def _in_spec_order(module: nn.Module, items: list[tuple[str, T]], orders: dict[str, tuple[str, ...]] | None = None
+                   ) -> list[tuple[str, T]]:
+    """`items`, keyed by qualified name in the module's order, with the children of each block in
+    `orders` (default SPEC_ORDER) in the order given there, where the first of them stood
+    (idempotent: calls already in that order stay as they are)."""
+    orders = SPEC_ORDER if orders is None else orders
     for prefix, block in module.named_modules():
-        order = SPEC_ORDER.get(f"{type(block).__module__}.{type(block).__qualname__}")
+        order = orders.get(f"{type(block).__module__}.{type(block).__qualname__}")
         if order is None:
             continue
         inside = f"{prefix}." if prefix else ""
@@ -159,15 +167,16 @@ def _in_spec_order(module: nn.Module, items: list[tuple[str, T]]) -> list[tuple[
     return items
 
 
-def _floating(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+def _floating(module: nn.Module, orders: dict[str, tuple[str, ...]] | None = None) -> list[tuple[str, torch.Tensor]]:
     tensors = [(key, t) for key, t in module.state_dict(keep_vars=True).items() if t.is_floating_point()]
-    return _in_spec_order(module, tensors)
+    return _in_spec_order(module, tensors, orders)
 
 
-def transfer_weights(source: nn.Module, target: nn.Module) -> dict[str, str]:
+def transfer_weights(source: nn.Module, target: nn.Module, imported: bool = False) -> dict[str, str]:
     """Copy `source`'s weights into `target` by the mapping in this module's docstring; returns
-    target key -> source key. Raises ValueError naming any tensor left without a partner."""
-    available = _floating(source)
+    target key -> source key (`imported`: `target` was imported from `source`, so only RUN_ORDER
+    applies). Raises ValueError naming any tensor left without a partner."""
+    available = _floating(source, RUN_ORDER if imported else SPEC_ORDER)
     taken = [False] * len(available)
     mapping: dict[str, str] = {}
     with torch.no_grad():
@@ -188,8 +197,8 @@ def transfer_weights(source: nn.Module, target: nn.Module) -> dict[str, str]:
 _RECORDED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm)
 
 
-def _layer_shapes(module: nn.Module, x: torch.Tensor,
-                  positions: bool = False) -> tuple[torch.Tensor, list[tuple[str, tuple[int, ...]]]]:
+def _layer_shapes(module: nn.Module, x: torch.Tensor, positions: bool = False,
+                  orders: dict[str, tuple[str, ...]] | None = None) -> tuple[torch.Tensor, list[tuple[str, tuple[int, ...]]]]:
     """The module's output, and (kind, output shape) of every conv, linear and norm layer it calls, in
     order (SPEC_ORDER's blocks' children in the spec's order); with `positions`, a 4-d linear or layer norm
     output as (batch, positions, channels)."""
@@ -212,7 +221,7 @@ def _layer_shapes(module: nn.Module, x: torch.Tensor,
     finally:
         for handle in handles:
             handle.remove()
-    return output, [shape for _, shape in _in_spec_order(module, calls)]
+    return output, [shape for _, shape in _in_spec_order(module, calls, orders)]
 
 
 @dataclass(frozen=True)
@@ -239,7 +248,8 @@ class Identity:
 
 def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 0,
                    torchvision_kwargs: dict[str, Any] | None = None, spec: Model | None = None) -> Identity:
-    """Build torchvision's model and the built-in (or `spec`, e.g. an imported one, in its place),
+    """Build torchvision's model and the built-in (or `spec`, imported from it, in its place; an
+    imported spec keeps torchvision's order of a block's shortcut and body),
     move the weights across, and compare in eval mode. `name` is a built-in, or with `spec` also
     a torchvision builder that no built-in stands for (densenet121); `input` defaults to the
     spec's, else the built-in's.
@@ -264,10 +274,10 @@ def check_identity(name: str, input: tuple[int, ...] | None = None, seed: int = 
         for parameter in reference.parameters():
             parameter.add_(torch.randn_like(parameter), alpha=0.02)
     ours = build_module(spec or name, input=shape, init=False).eval()
-    transfer_weights(reference, ours)
+    transfer_weights(reference, ours, imported=spec is not None)
     x = torch.randn(2, *shape)
     positions = builder in POSITIONS_REARRANGED
-    expected, expected_shapes = _layer_shapes(reference, x, positions)
+    expected, expected_shapes = _layer_shapes(reference, x, positions, RUN_ORDER if spec is not None else SPEC_ORDER)
     got, got_shapes = _layer_shapes(ours, x, positions)
     mismatch = None
     if expected_shapes != got_shapes:
