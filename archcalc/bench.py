@@ -289,6 +289,7 @@ def clear_parse_cache() -> None:
     registry._spec_file.cache_clear()
     registry._builtin_files.cache_clear()
     registry._builtin_index.cache_clear()
+    registry._builtin.cache_clear()
 
 
 def _analyse(case: Case) -> Result:

@@ -55,10 +55,12 @@ def _builtin_index() -> dict[str, SpecFile]:
     return index
 
 
+@functools.lru_cache(maxsize=None)
 def _builtin(name: str) -> SpecFile | None:
     """The built-in file that defines `name`, parsing only the files whose text mentions it (the file
     named like it first): a command that loads one model then parses one file, not all of them, which
-    was most of `archcalc table alexnet`'s start. Found nowhere so: the full index decides."""
+    was most of `archcalc table alexnet`'s start. Found nowhere so: the full index decides. Kept per
+    name, as the files are: a warm process reads no file again."""
     if _builtin_index.cache_info().currsize:
         return _builtin_index().get(name)
     mention = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")

@@ -296,3 +296,16 @@ def test_attention_matmuls_make_vit_and_swin_published_gflops():
     partition_matmuls = 2 * 2 * 49 * (2 * 56 * 56 * 64 + 2 * 28 * 28 * 128 + 5 * 14 * 14 * 256 + 2 * 7 * 7 * 512)
     assert round(maxvit.macs / 1e9, 3) == 5.558
     assert round((maxvit.macs - partition_matmuls) / 1e9, 3) == 5.381
+
+
+def test_a_warm_load_reads_no_file(monkeypatch):
+    # the regression that made every load re-read the built-in files (5 ms a call): found once, kept
+    from pathlib import Path
+
+    archcalc.load("resnet18")
+    reads = []
+    real = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *args, **kwargs: reads.append(self) or real(self, *args, **kwargs))
+    archcalc.load("resnet18")
+    archcalc.analyze("resnet18")
+    assert reads == []
