@@ -201,7 +201,7 @@ def test_a_built_in_is_found_by_parsing_only_its_own_file(monkeypatch: pytest.Mo
     # one model's command parses one file (start-up time); the full index, built after, agrees on every name
     from archcalc import registry
 
-    for cache in (registry._spec_file, registry._builtin_files, registry._builtin_index):
+    for cache in (registry._spec_file, registry._builtin_files, registry._builtin_index, registry._builtin):
         monkeypatch.setattr(registry, cache.__name__, registry.functools.lru_cache(maxsize=None)(cache.__wrapped__))
     assert archcalc.load("alexnet").name == "alexnet"
     assert registry._spec_file.cache_info().currsize == 1 and registry._builtin_index.cache_info().currsize == 0
