@@ -29,3 +29,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def torchvision_models():
+    """torchvision.models (imported beside a CPU-only torch by archcalc.torchvision_check), or skip."""
+    pytest.importorskip("torch")
+    try:
+        from archcalc.torchvision_check import import_torchvision
+
+        return import_torchvision()
+    except ImportError:
+        pytest.skip("torchvision is not installed")

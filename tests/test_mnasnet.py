@@ -34,14 +34,7 @@ def test_widths_are_torchvisions_get_depths(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALPHAS)
-def test_hand_worked_widths_are_torchvisions_own(name: str) -> None:
-    pytest.importorskip("torch")
-    try:
-        from archcalc.torchvision_check import import_torchvision
-
-        import_torchvision()
-    except ImportError:
-        pytest.skip("torchvision is not installed")
+def test_hand_worked_widths_are_torchvisions_own(name: str, torchvision_models) -> None:
     from torchvision.models.mnasnet import _get_depths
 
     assert _get_depths(ALPHAS[name]) == DEPTHS[name]

@@ -23,14 +23,8 @@ def test_builtin_equals_its_published_figures(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", [n for n in PUBLISHED if "torchvision" in archcalc.load(n).published])
-def test_published_figures_are_torchvisions_own(name: str) -> None:
-    pytest.importorskip("torch")
-    try:
-        from archcalc.torchvision_check import import_torchvision
-
-        models = import_torchvision()
-    except ImportError:
-        pytest.skip("torchvision is not installed")
+def test_published_figures_are_torchvisions_own(name: str, torchvision_models) -> None:
+    models = torchvision_models
     model = archcalc.load(name)
     published = model.published
     weights = models.get_model_weights(published["torchvision"])[published.get("weights", "DEFAULT")]

@@ -95,14 +95,7 @@ def test_a_stage_can_have_one_block_and_a_group_width_can_be_capped() -> None:
 
 
 @pytest.mark.parametrize("name", BUILDERS)
-def test_pure_python_table_is_torchvisions_own(name: str) -> None:
-    pytest.importorskip("torch")
-    try:
-        from archcalc.torchvision_check import import_torchvision
-
-        import_torchvision()
-    except ImportError:
-        pytest.skip("torchvision is not installed")
+def test_pure_python_table_is_torchvisions_own(name: str, torchvision_models) -> None:
     from torchvision.models.regnet import BlockParams
 
     depth, w_0, w_a, w_m, group_width = BUILDERS[name]
