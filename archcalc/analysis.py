@@ -10,7 +10,7 @@ import math
 from typing import Callable, Optional, Union, cast
 
 from archcalc.errors import SpecError, shown
-from archcalc.expressions import BlockInput
+from archcalc.expressions import BlockInput, markers
 from archcalc.ops import GLOBAL, HANDLERS, PER_FORWARD, ChannelsLast, Window, describe
 from archcalc.ops.common import channels, subpixel
 from archcalc.result import DTYPE_BYTES, Group, Result, Row, Totals
@@ -29,6 +29,7 @@ MAX_LAYERS = 100_000  # layers repeats may visit; a spec beyond this is a mistak
 # multiply into integers of thousands of digits (each row keeps its own), and the receptive field
 # stays below about 1e45 pixels (100,000 layers, kernels up to 2**31)
 MAX_STRIDE = 10**30
+MAX_RESOLVED = 100_000  # resolved layers a Model keeps between analyses
 
 
 # The tensor flowing between layers (one sample), and its receptive field, as a plain tuple (one is
@@ -132,7 +133,9 @@ class _Walker:
         self.repeating = False
         self.counts: dict[int, int] = {}
         self.inputs: dict[BlockInput, int] = {}  # what in_channels is for each block being walked
-        self.nodes: dict[tuple, Node] = {}  # layers with in_channels resolved, kept so their ids stay theirs
+        # layers with in_channels resolved (the Model's, or this walk's), and the blocks each one reads
+        self.resolved_layers: dict[tuple, Node] = {}
+        self.markers: dict[int, tuple[BlockInput, ...]] = {}
         self.fractional = False  # whether a receptive field or jump may hold a Fraction (rows round them up)
         # for `archcalc explain`: row index -> (layer, input shape, receptive field, stride, grid) as it entered
         self.entering: dict[int, tuple] | None = None
@@ -203,9 +206,25 @@ class _Walker:
         return (shape, rf, jump, grid, depth)
 
     def resolved(self, layer: Node) -> Node:
-        """The layer with its in_channels expressions evaluated, one node per distinct result."""
-        node = resolved(layer, self.inputs)
-        return self.nodes.setdefault((id(layer), tuple(node.__dict__[f] for f in layer.deferred)), node)
+        """The layer with its in_channels expressions evaluated, one node per distinct result.
+
+        Kept in the Model (`resolved_layers`) by the widths it read, so that analysing it again
+        evaluates nothing: a mobile network's blocks read in_channels in most of their layers.
+        """
+        cache = self.resolved_layers
+        read = self.markers.get(id(layer))
+        if read is None:
+            read = self.markers[id(layer)] = tuple(m for f in layer.deferred for m in markers(layer.__dict__[f]))
+        inputs = self.inputs
+        key = (id(layer), *[inputs.get(m) for m in read])
+        node = cache.get(key)
+        if node is None:
+            node = resolved(layer, inputs)
+            if len(cache) > MAX_RESOLVED:  # a Model analysed at very many input widths: start again
+                cache.clear()
+            # equal results share one node, and so its steps
+            node = cache[key] = cache.setdefault((id(layer), "=", *[node.__dict__[f] for f in layer.deferred]), node)
+        return node
 
     def step(self, layer: Node, shape: tuple[int, ...]) -> Step:
         handler = HANDLERS.get(layer.__class__)
@@ -369,6 +388,7 @@ def run(model: Model, *, batch: int = 1, input: tuple[int, ...] | None = None, d
     file = model.where.file if model.where else None
     walker = _Walker(batch)
     walker.entering = entering
+    walker.resolved_layers = model.resolved_layers
     if model.block_input is not None:
         walker.inputs[model.block_input] = channels(shape)
     try:

@@ -238,6 +238,19 @@ def resolve_value(value: Any, inputs: Mapping[BlockInput, int]) -> Any:
     return value
 
 
+def markers(value: Any) -> tuple[BlockInput, ...]:
+    """The blocks whose in_channels a field's value reads, as resolve_value evaluates it: the value
+    itself or the items of a pair, and through the parameters each expression was given."""
+    if isinstance(value, (list, tuple)):
+        return tuple(m for v in value if isinstance(v, Deferred) for m in _markers(v))
+    return _markers(value) if isinstance(value, Deferred) else ()
+
+
+def _markers(deferred: Deferred) -> tuple[BlockInput, ...]:
+    bound = (m for v in deferred.bound.values() if isinstance(v, Deferred) for m in _markers(v))
+    return (deferred.marker, *bound)
+
+
 def has_deferred(value: Any) -> bool:
     """Whether a field's value reads in_channels: as a whole, or as an item of a short list ([h, w]);
     deeper or longer data is never looked into (a YAML alias can make a list of a billion items)."""

@@ -84,6 +84,7 @@ class SpecFile:
         # a file's description and citation hold for each of its models that gives none of its own
         self.description = data.get("description", "") if "models" in data else ""
         self.source = data.get("source", "") if "models" in data else ""
+        self.built: dict[str, Model] = {}  # each model as its defaults build it (Models are immutable)
 
     @property
     def names(self) -> list[str]:
@@ -177,6 +178,8 @@ class SpecFile:
     def model(self, name: str | None = None, params: Mapping[str, Any] | None = None) -> Model:
         """Build one model of this file (the only one, if name is None)."""
         name = self._entry_name(name)
+        if not params and name in self.built:
+            return self.built[name]
         entry = self._resolved(name)
         scope = dict(entry["defaults"])
         if IN_CHANNELS in scope:
@@ -194,7 +197,7 @@ class SpecFile:
         try:
             shape = builder.substitute(entry["input"], scope, entry["input_line"])
             built = builder.layers(entry["layers"], scope, entry["layers_line"], (None, "layers"))
-            return Model(
+            model = Model(
                 name=name,
                 input=shape,
                 layers=built,
@@ -209,6 +212,9 @@ class SpecFile:
         except RecursionError:
             raise SpecError("nested too deeply (does something refer to itself?)", file=self.file,
                             line=entry["line"]) from None
+        if not params:
+            self.built[name] = model
+        return model
 
     def _published(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """A model's own `published:` figures, checked (never inherited: a variant's figures are its own)."""

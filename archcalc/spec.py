@@ -669,6 +669,9 @@ class Model:
     block_input: BlockInput | None = field(default=None, compare=False, repr=False)  # `in_channels` at the top
     # figures published for this network (torchvision's builder, params, GFLOPS, top-1, and their source)
     published: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # the walk's layers with `in_channels` evaluated, kept for the next analysis of this Model
+    # (analysis.py; keyed by the ids of its own layers, which it keeps alive)
+    resolved_layers: dict[tuple, Node] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not valid_name(self.name):

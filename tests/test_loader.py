@@ -148,11 +148,37 @@ def test_each_build_takes_its_own_parameters(tmp_path) -> None:
 
 
 def test_layers_that_name_no_parameter_are_made_once_per_file() -> None:
-    first, second = archcalc.load("googlenet-torchvision"), archcalc.load("googlenet-torchvision")
+    first, second = archcalc.load("googlenet-torchvision"), archcalc.load("googlenet-torchvision", {"dropout": 0.2})
     assert first == second
     unit, again = first.layers[0], second.layers[0]
     assert unit.layers[1] is again.layers[1] and isinstance(unit.layers[1], BatchNorm2d)  # `$norm`'s, as written
     assert unit.layers[0] is not again.layers[0]  # the conv takes the parameters: made in each build
+
+
+def test_a_model_built_with_its_defaults_is_built_once() -> None:
+    """Models are immutable: a second load with the defaults is the first one, with the in_channels
+    layers its analyses resolved; parameters, even the default values, build afresh."""
+    first = archcalc.load("efficientnet-b0")
+    archcalc.analyze(first)
+    assert archcalc.load("efficientnet-b0") is first and first.resolved_layers
+    assert archcalc.load("efficientnet-b0", {"width": 1.0}) is not first
+    for shape in ((1, 224, 224), (3, 224, 224), (5, 96, 96)):  # the layers resolved for one width serve no other
+        fresh = archcalc.load("efficientnet-b0", {"width": 1.0})
+        assert archcalc.analyze("efficientnet-b0", input=shape) == archcalc.analyze(fresh, input=shape)
+
+
+def test_layers_resolved_for_one_input_width_serve_only_that_width(tmp_path) -> None:
+    path = _write(tmp_path, """
+name: widths
+input: [4, 8, 8]
+blocks:
+  widen: {layers: [{conv2d: {out_channels: "${in_channels * 2}", kernel_size: 1}}]}
+layers: [{conv2d: {out_channels: "${in_channels + 1}", kernel_size: 1}}, widen, widen]
+""")
+    model = archcalc.load(path)
+    for channels in (4, 8, 4, 3):
+        widths = [row.output_shape[1] for row in archcalc.analyze(model, input=(channels, 8, 8)).rows]
+        assert widths == [channels + 1, 2 * (channels + 1), 4 * (channels + 1)]
 
 
 MISTAKE = """
