@@ -151,8 +151,8 @@ def profile_section(bench: BenchResult) -> list[str]:
     lines = ["## Where the analysis time goes", ""]
     if bench.split:
         load, walk = bench.split
-        lines += [f"{bench.profiled}, warm: building the Model from the compiled YAML {seconds(load)}, the walk "
-                  f"{seconds(walk)} (medians). cProfile of 20 warm `archcalc.analyze(\"{bench.profiled}\")` calls, "
+        lines += [f"{bench.profiled}: building the Model from the compiled YAML {seconds(load)} (the first "
+                  f"`analyze` in a process; later ones reuse it), the walk {seconds(walk)} (medians). cProfile of 20 warm `archcalc.analyze(\"{bench.profiled}\")` calls, "
                   "by own time:", ""]
     return lines + ["```", bench.profile, "```", ""]
 

@@ -176,10 +176,18 @@ class SpecFile:
         return copy.deepcopy(self._resolved(self._entry_name(name))["defaults"])
 
     def model(self, name: str | None = None, params: Mapping[str, Any] | None = None) -> Model:
-        """Build one model of this file (the only one, if name is None)."""
+        """One model of this file (the only one, if name is None): built once with its defaults."""
         name = self._entry_name(name)
-        if not params and name in self.built:
-            return self.built[name]
+        if params:
+            return self.build(name, params)
+        model = self.built.get(name)
+        if model is None:
+            model = self.built[name] = self.build(name)
+        return model
+
+    def build(self, name: str | None = None, params: Mapping[str, Any] | None = None) -> Model:
+        """Build one model of this file (the only one, if name is None), afresh."""
+        name = self._entry_name(name)
         entry = self._resolved(name)
         scope = dict(entry["defaults"])
         if IN_CHANNELS in scope:
@@ -197,7 +205,7 @@ class SpecFile:
         try:
             shape = builder.substitute(entry["input"], scope, entry["input_line"])
             built = builder.layers(entry["layers"], scope, entry["layers_line"], (None, "layers"))
-            model = Model(
+            return Model(
                 name=name,
                 input=shape,
                 layers=built,
@@ -212,9 +220,6 @@ class SpecFile:
         except RecursionError:
             raise SpecError("nested too deeply (does something refer to itself?)", file=self.file,
                             line=entry["line"]) from None
-        if not params:
-            self.built[name] = model
-        return model
 
     def _published(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """A model's own `published:` figures, checked (never inherited: a variant's figures are its own)."""

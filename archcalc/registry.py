@@ -132,6 +132,13 @@ def load(spec: SpecLike, params: Mapping[str, Any] | None = None) -> Model:
     return spec_file.model(name, params)
 
 
+def build(spec: str | Path, params: Mapping[str, Any] | None = None) -> Model:
+    """A built-in name or YAML path built afresh: `load` keeps a built-in's Model built with its
+    defaults, this never does (for timing a build)."""
+    spec_file, name = _find(spec)
+    return spec_file.build(name, params)
+
+
 def parameters(spec: str | Path) -> dict[str, Any]:
     """The parameters a built-in name or YAML path accepts (`params=`, `--set`), with their defaults."""
     spec_file, name = _find(spec)
