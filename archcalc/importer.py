@@ -206,6 +206,45 @@ def _patch_merging(m: Any) -> list[Layer]:
     return [{"patchmerge": {}}, *((linear, norm) if type(m).__name__.endswith("V2") else (norm, linear))]
 
 
+def _module_layers(m: nn.Module) -> list[Layer]:
+    """The layers of a torch.nn (or mapped torchvision) module met inside a module mapped as a whole."""
+    make = MODULES.get(type(m)) or NAMED_MODULES.get(class_name(type(m)))
+    if make is None:
+        raise Unmapped(class_name(type(m)))
+    made = make(m)
+    return made if isinstance(made, list) else [made]
+
+
+def _partition_attention(m: Any) -> Layer:
+    """torchvision's MaxViT PartitionAttentionLayer, as architectures/maxvit.yaml writes it: on the
+    channels-last map, `partitionattention` (which partitions, attends with the relative position
+    bias, and puts the positions back) between `attn_layer`'s norm and dropout, then `mlp_layer`,
+    each through `stochastic_dropout` and added to its input. torchvision runs the norm and the MLP
+    on the partitioned tensor; they act on each position alone, so they run alike on the map. Its
+    forward (partition, swap for a grid, the two residuals, departition) is torchvision's: the
+    module is mapped from its attributes, not traced."""
+    size = m.p if m.partition_type == "window" else m.g  # a grid partitions into p = H / size windows, then swaps
+    sd = _stochastic_depth(m.stochastic_dropout)
+    attention_body: list[Layer] = []
+    for index, child in enumerate(m.attn_layer):
+        name = f"attn_layer_{index}"
+        if class_name(type(child)) != "torchvision.models.maxvit.RelativePositionalMultiHeadAttention":
+            attention_body += [{**layer, "name": name} for layer in _module_layers(child)]
+            continue
+        if child.size != size or child.to_qkv.bias is None or child.merge.bias is None:
+            raise Unmapped(f"{class_name(type(child))} over {child.max_seq_len} positions in partitions of "
+                           f"{size}x{size}, or without its projections' biases")
+        attention_body.append({"partitionattention": {"partition_size": size, "head_dim": child.head_dim,
+                                                      "partition_type": m.partition_type}, "name": name})
+    mlp_body = [{**layer, "name": f"mlp_layer_{index}"} for index, child in enumerate(m.mlp_layer)
+                for layer in _module_layers(child)]
+    return {"sequential": [
+        {"permute": {"dims": [0, 2, 3, 1]}, "name": "to_channels_last"},
+        {"residual": {"body": [*attention_body, {**sd, "name": "stochastic_dropout"}]}, "name": "attn_layer"},
+        {"residual": {"body": [*mlp_body, {**sd, "name": "stochastic_dropout"}]}, "name": "mlp_layer"},
+        {"permute": {"dims": [0, 3, 1, 2]}, "name": "to_channels_first"}]}
+
+
 SHAPE_KEEPING_NAMES = ("torchvision.ops.stochastic_depth.StochasticDepth", "torchvision.models.convnext.LayerNorm2d")
 NAMED_MODULES: dict[str, Callable[[Any], Layer | list[Layer]]] = {
     "torchvision.ops.stochastic_depth.StochasticDepth": _stochastic_depth,
@@ -215,6 +254,7 @@ NAMED_MODULES: dict[str, Callable[[Any], Layer | list[Layer]]] = {
     "torchvision.models.swin_transformer.ShiftedWindowAttentionV2": _window_attention,
     "torchvision.models.swin_transformer.PatchMerging": _patch_merging,
     "torchvision.models.swin_transformer.PatchMergingV2": _patch_merging,
+    "torchvision.models.maxvit.PartitionAttentionLayer": _partition_attention,
 }
 MODULES.update({nn.LayerNorm: _layernorm, nn.MultiheadAttention: _attention})
 
@@ -488,6 +528,8 @@ class _Mapper:
             if isinstance(layer, nn.MultiheadAttention) and len(set(_args(node)[:3])) != 1:
                 raise Unmapped("nn.MultiheadAttention on different query, key and value (archcalc's is self-attention)")
             made = make(layer)
+            if isinstance(made, dict) and "sequential" in made:  # a module mapped as a whole: a block like a traced one
+                made = {**made, "_class": type(layer), "_path": str(node.target)}
             step.layers = made if isinstance(made, list) else [made]
             step.inputs = step.inputs[:1]
             return step
