@@ -909,6 +909,8 @@ class _Structure:
             raise Unmapped(f"x {'+' if step.kind == 'add' else '*'} x", "has no archcalc composite")
         if step.kind == "add":
             body, shortcut = (branches[0], branches[1]) if not direct[0] else (branches[1], branches[0])
+            if all("identity" in layer for layer in body) and not all("identity" in layer for layer in shortcut):
+                body, shortcut = shortcut, body  # proj(x) + f(x) where proj is an nn.Identity (MaxViT's MBConv)
             return {"residual": {"body": body, **({"shortcut": shortcut} if shortcut else {})}, "name": "residual"}
         if not any(direct):
             raise SpecError(f"import: {where}: a product of two computed tensors has no archcalc composite "
@@ -971,15 +973,64 @@ def _shared_calls(steps: list[Step], gm: nn.Module) -> str:
 _RESERVED = set(LEAF_OPS) | {"sequential", "concat", "residual", "gate", "repeat", "auxiliary"}
 
 
+def _ramped(layer: Layer) -> list[float]:
+    """The stochastic depth probabilities in a module call, in order: torchvision ramps them layer by
+    layer (ConvNeXt, EfficientNet, Swin, MaxViT), so calls that differ only in them are one block
+    with the probabilities as its arguments."""
+    found: list[float] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("stochasticdepth"), dict):
+                found.append(value["stochasticdepth"]["p"])
+            for inner in value.values():
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(layer)
+    return found
+
+
 def _key(layer: Layer) -> str:
-    """What makes two module calls the same block: their class and layers, not their name or paths."""
+    """What makes two module calls the same block: their class and layers, not their name or paths,
+    nor their stochastic depth probabilities (which of them are equal, though)."""
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "_path"}
+            return {k: {**v, "p": None} if k == "stochasticdepth" else strip(v)
+                    for k, v in value.items() if k != "_path"}
         return [strip(v) for v in value] if isinstance(value, list) else value
 
+    ramped = _ramped(layer)
     body = strip({k: v for k, v in layer.items() if k != "name"})
+    body["_ramp"] = [ramped.index(p) for p in ramped]
     return json.dumps(body, default=lambda v: f"{v.__module__}.{v.__qualname__}", sort_keys=True)
+
+
+def _with_arguments(layers: list[Layer], arguments: dict[float, str], blocks: set[str]) -> list[Layer]:
+    """A block's layers with each stochastic depth probability that varies between its uses (its own,
+    or one it passes to a block inside) replaced by the block's argument (`$sd`)."""
+    def argument(value: Any) -> Any:
+        return f"${arguments[value]}" if isinstance(value, (int, float)) and value in arguments else value
+
+    def put(layers: list[Layer]) -> list[Layer]:
+        out = []
+        for layer in layers:
+            written: Layer = {}
+            for key, value in layer.items():
+                if key == "stochasticdepth":
+                    written[key] = {**value, "p": argument(value["p"])}
+                elif key in blocks:
+                    written[key] = {name: argument(v) for name, v in value.items()}
+                elif key == "repeat":
+                    written[key] = {**value, "layers": put(value["layers"])}
+                else:
+                    written[key] = _map_children(value, put)
+            out.append(written)
+        return out
+
+    return put(layers)
 
 
 def _snake(name: str) -> str:
@@ -992,15 +1043,18 @@ class _Blocks:
 
     def __init__(self, layers: list[Layer]) -> None:
         self.count: dict[str, int] = {}
+        self.ramps: dict[str, list[list[float]]] = {}  # key -> each call's distinct stochastic depth probabilities
         self._count(layers)
         self.blocks: dict[str, tuple[str, list[Layer], str]] = {}  # key -> (block name, layers, comment)
+        self.params: dict[str, list[str]] = {}  # block name -> its arguments (sd, sd2, ...)
+        self.varying: dict[str, list[int]] = {}  # block name -> which of a call's probabilities they are
         self.uses: dict[str, list[str]] = {}  # block name -> module paths that use it
         self.inline: set[str] = set()  # keys of calls written out where they stand
 
     def write(self, layers: list[Layer]) -> list[Layer]:
         """`emit`, with a block that ends up used once (and not as a repeat) written where it is used."""
         while True:
-            self.blocks, self.uses = {}, {}
+            self.blocks, self.uses, self.params, self.varying = {}, {}, {}, {}
             top = self.emit(layers)
             counts: dict[str, list[int]] = {name: [0, 0] for name in self.uses}
             for block_layers in [top, *(b[1] for b in self.blocks.values())]:
@@ -1015,6 +1069,7 @@ class _Blocks:
             if "_class" in layer:
                 key = _key(layer)
                 self.count[key] = self.count.get(key, 0) + 1
+                self.ramps.setdefault(key, []).append(list(dict.fromkeys(_ramped(layer))))
             for inner in _children(layer):
                 self._count(inner)
 
@@ -1026,13 +1081,13 @@ class _Blocks:
             previous = out[-1] if out else None
             op = next(k for k in layer if k != "name")
             if previous is not None and op in self.uses and op not in self.inline:
-                if "repeat" in previous and next(iter(previous["repeat"]["layers"][0])) == op:
+                if "repeat" in previous and previous["repeat"]["layers"][0] == {op: layer[op]}:
                     previous["repeat"]["times"] += 1
                     previous["name"] = f"{previous['name'].split('-')[0]}-{layer['name']}"
                     continue
-                if op in previous and previous[op] == {}:
+                if op in previous and previous[op] == layer[op]:
                     out[-1] = {"name": f"{previous['name']}-{layer['name']}",
-                               "repeat": {"times": 2, "layers": [{op: {}}]}}
+                               "repeat": {"times": 2, "layers": [{op: layer[op]}]}}
                     continue
             out.append(layer)
         return _unique_names(out)
@@ -1043,7 +1098,9 @@ class _Blocks:
             if self.count[key] > 1 and key not in self.inline:
                 name = self.block(key, layer)
                 self.uses[name].append(layer["_path"])
-                return {"name": layer["name"], name: {}}
+                ramp = list(dict.fromkeys(_ramped(layer)))
+                return {"name": layer["name"], name: {param: ramp[i] for param, i in
+                                                      zip(self.params[name], self.varying[name])}}
             inner = self.emit(layer["sequential"])
             if len(inner) == 1:  # a module holding one layer (or one residual, gate...): that layer, named after it
                 return {"name": layer["name"], **{k: v for k, v in inner[0].items() if k != "name"}}
@@ -1058,8 +1115,14 @@ class _Blocks:
             name = base if base not in taken else next(f"{base}_{i}" for i in itertools.count(2)
                                                        if f"{base}_{i}" not in taken)
             self.uses[name] = []
+            ramps = self.ramps[key]
+            self.varying[name] = [i for i in range(len(ramps[0])) if len({ramp[i] for ramp in ramps}) > 1]
+            self.params[name] = [f"sd{n + 1 if n else ''}" for n in range(len(self.varying[name]))]
             self.blocks[key] = (name, [], class_name(layer["_class"]))
-            self.blocks[key][1].extend(self.emit(layer["sequential"]))
+            first = list(dict.fromkeys(_ramped(layer)))
+            arguments = {first[i]: param for param, i in zip(self.params[name], self.varying[name])}
+            inside = self.emit(layer["sequential"])
+            self.blocks[key][1].extend(_with_arguments(inside, arguments, set(self.uses) - {name}))
         return self.blocks[key][0]
 
 
@@ -1215,6 +1278,8 @@ def convert(module: nn.Module, input: tuple[int, ...], *, name: str | None = Non
             uses = blocks.uses[block_name]
             lines.append(f"  # {cls}, at {', '.join(uses[:6])}{', ...' if len(uses) > 6 else ''}")
             lines.append(f"  {block_name}:")
+            if blocks.params[block_name]:
+                lines.append(f"    params: {_flow(blocks.params[block_name])}  # stochastic depth probabilities")
             lines.append("    layers:")
             lines.extend(_write_layers(block_layers, 6))
     lines.append("layers:")
