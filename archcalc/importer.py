@@ -248,7 +248,20 @@ def _partition_attention(m: Any) -> Layer:
         {"permute": {"dims": [0, 3, 1, 2]}, "name": "to_channels_first"}]}
 
 
-SHAPE_KEEPING_NAMES = ("torchvision.ops.stochastic_depth.StochasticDepth", "torchvision.models.convnext.LayerNorm2d")
+def _partition_grid(m: Any, shape: tuple[int, ...]) -> str | None:
+    """Why a PartitionAttentionLayer cannot run on a map of `shape`: torchvision sizes it when it is built."""
+    if tuple(shape[-2:]) == tuple(m.grid_size):
+        return None
+    return (f"it is built for a {m.grid_size[0]}x{m.grid_size[1]} map and this input gives {shape[-2]}x{shape[-1]} "
+            "(MaxVit's input_size sets it: build the model for this input)")
+
+
+# what a layer mapped whole needs of its input, which its forward would check (or fail on) when run
+BUILT_FOR: dict[str, Callable[[Any, tuple[int, ...]], str | None]] = {
+    "torchvision.models.maxvit.PartitionAttentionLayer": _partition_grid,
+}
+SHAPE_KEEPING_NAMES = ("torchvision.ops.stochastic_depth.StochasticDepth", "torchvision.models.convnext.LayerNorm2d",
+                       *BUILT_FOR)
 NAMED_MODULES: dict[str, Callable[[Any], Layer | list[Layer]]] = {
     "torchvision.ops.stochastic_depth.StochasticDepth": _stochastic_depth,
     "torchvision.ops.misc.Permute": lambda m: {"permute": {"dims": list(m.dims)}},
@@ -407,6 +420,10 @@ def propagate(gm: Traced, module: nn.Module, shape: tuple[int, ...]) -> dict[fx.
                 elif node.op == "call_module":
                     layer = gm.get_submodule(node.target)
                     args, kwargs = load(node.args), load(node.kwargs)
+                    built_for = BUILT_FOR.get(class_name(type(layer)))
+                    refused = built_for(layer, tuple(args[0].shape)) if built_for and args else None
+                    if refused:
+                        raise ValueError(refused)
                     if (isinstance(layer, SHAPE_KEEPING) or class_name(type(layer)) in SHAPE_KEEPING_NAMES) \
                             and len(args) == 1 and not kwargs:
                         value = torch.empty_like(args[0])

@@ -286,3 +286,12 @@ def test_a_maxvit_with_an_activation_archcalc_lacks_names_each_distinct_place_on
         "import: stem.0.2 (Mish) (+8 more): nn.Mish has no archcalc op; blocks.0.layers.0.layers.window_attention "
         "(PartitionAttentionLayer) (+7 more): nn.Mish has no archcalc op (--allow-unknown keeps them as zero-cost "
         "placeholders)")
+
+
+@pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
+def test_a_maxvit_imported_at_another_input_than_it_is_built_for_is_refused_saying_so() -> None:
+    module = build_on_meta(import_torchvision().MaxVit, SMALL_MAXVIT)
+    with pytest.raises(SpecError, match=r"^import: blocks.0.layers.0.layers.window_attention \(PartitionAttentionLayer\)"
+                                        r": .* it is built for a 16x16 map and this input gives 32x32 \(MaxVit's "
+                                        r"input_size sets it"):
+        convert(module, (3, 128, 128))
