@@ -1260,7 +1260,8 @@ def _header(name: str, source: str, shape: tuple[int, ...], unknown: list[str]) 
     size = "x".join(map(str, shape))
     lines = [f"# Imported by archcalc {__version__} (archcalc import) from {source}, traced with torch.fx",
              f"# {torch.__version__} at input {size}. Layer names are the module paths ('.' nests, layer1.0 ->",
-             "# layer1 / layer1_0); a block is a module class called more than once with the same layers."]
+             "# layer1 / layer1_0); a block is a module class called more than once with the same layers",
+             "# (their stochastic depth probabilities, which torchvision ramps layer by layer, as arguments: sd)."]
     if unknown:
         lines.append(f"# {len(unknown)} call(s) had no archcalc op and are zero-cost `unknown` placeholders "
                      "(not counted): " + "; ".join(unknown))

@@ -295,3 +295,27 @@ def test_a_maxvit_imported_at_another_input_than_it_is_built_for_is_refused_sayi
                                         r": .* it is built for a 16x16 map and this input gives 32x32 \(MaxVit's "
                                         r"input_size sets it"):
         convert(module, (3, 128, 128))
+
+
+@pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
+def test_calls_differing_only_in_stochastic_depth_are_one_block_taking_it_and_equal_ones_repeat() -> None:
+    import_torchvision()
+    from torchvision.ops import StochasticDepth
+
+    class Ramped(nn.Module):
+        def __init__(self, p: float) -> None:
+            super().__init__()
+            self.conv, self.drop = nn.Conv2d(8, 8, 3, padding=1), StochasticDepth(p, "row")
+
+        def forward(self, x):
+            return x + self.drop(self.conv(x))
+
+    module = nn.Sequential(nn.Conv2d(3, 8, 1), *[Ramped(p) for p in (0.1, 0.1, 0.2, 0.0)])
+    imported = convert(module, (3, 16, 16))
+    text = imported.text
+    assert "  ramped:\n    params: [sd]  # stochastic depth probabilities\n" in text
+    assert "- {stochasticdepth: {p: $sd}, name: drop}" in text
+    assert "- {repeat: {times: 2, layers: [{ramped: {sd: 0.1}}]}, name: layer_1-layer_2}" in text
+    assert "- {ramped: {sd: 0.2}, name: layer_3}\n  - {ramped: {sd: 0.0}, name: layer_4}\n" in text
+    assert archcalc.analyze(imported.model).total.params == sum(p.numel() for p in module.parameters())
+    same_function(module, imported.model, (3, 16, 16))
