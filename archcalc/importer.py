@@ -25,7 +25,10 @@ becomes a sequential named after the module (`layer1.0` -> `layer1_0`: a name ma
 number), and within it the data flow is split at its joins: `a + b` -> residual, torch.cat ->
 concat, `x * f(x)` -> gate, each branch running from the join's dominating fork (DenseNet's cat of
 all earlier features: the previous cat and the newest, inside the layer that made them). Identical
-module calls (same class, same layers) become one block, and a run of them a `repeat`.
+module calls (same class, same layers) become one block, and a run of them a `repeat`; calls that
+differ only in their stochastic depth probabilities, one block taking them as arguments (`sd`).
+A few torchvision modules are mapped whole from their attributes rather than traced (MaxViT's
+PartitionAttentionLayer, whose partition reshapes have no op but `partitionattention` as a whole).
 Only this module and the CLI command import torch.
 """
 
@@ -206,7 +209,59 @@ def _patch_merging(m: Any) -> list[Layer]:
     return [{"patchmerge": {}}, *((linear, norm) if type(m).__name__.endswith("V2") else (norm, linear))]
 
 
-SHAPE_KEEPING_NAMES = ("torchvision.ops.stochastic_depth.StochasticDepth", "torchvision.models.convnext.LayerNorm2d")
+def _module_layers(m: nn.Module) -> list[Layer]:
+    """The layers of a torch.nn (or mapped torchvision) module met inside a module mapped as a whole."""
+    make = MODULES.get(type(m)) or NAMED_MODULES.get(class_name(type(m)))
+    if make is None:
+        raise Unmapped(class_name(type(m)))
+    made = make(m)
+    return made if isinstance(made, list) else [made]
+
+
+def _partition_attention(m: Any) -> Layer:
+    """torchvision's MaxViT PartitionAttentionLayer, as architectures/maxvit.yaml writes it: on the
+    channels-last map, `partitionattention` (which partitions, attends with the relative position
+    bias, and puts the positions back) between `attn_layer`'s norm and dropout, then `mlp_layer`,
+    each through `stochastic_dropout` and added to its input. torchvision runs the norm and the MLP
+    on the partitioned tensor; they act on each position alone, so they run alike on the map. Its
+    forward (partition, swap for a grid, the two residuals, departition) is torchvision's: the
+    module is mapped from its attributes, not traced."""
+    size = m.p if m.partition_type == "window" else m.g  # a grid partitions into p = H / size windows, then swaps
+    sd = _stochastic_depth(m.stochastic_dropout)
+    attention_body: list[Layer] = []
+    for index, child in enumerate(m.attn_layer):
+        name = f"attn_layer_{index}"
+        if class_name(type(child)) != "torchvision.models.maxvit.RelativePositionalMultiHeadAttention":
+            attention_body += [{**layer, "name": name} for layer in _module_layers(child)]
+            continue
+        if child.size != size or child.to_qkv.bias is None or child.merge.bias is None:
+            raise Unmapped(f"{class_name(type(child))} over {child.max_seq_len} positions in partitions of "
+                           f"{size}x{size}, or without its projections' biases")
+        attention_body.append({"partitionattention": {"partition_size": size, "head_dim": child.head_dim,
+                                                      "partition_type": m.partition_type}, "name": name})
+    mlp_body = [{**layer, "name": f"mlp_layer_{index}"} for index, child in enumerate(m.mlp_layer)
+                for layer in _module_layers(child)]
+    return {"sequential": [
+        {"permute": {"dims": [0, 2, 3, 1]}, "name": "to_channels_last"},
+        {"residual": {"body": [*attention_body, {**sd, "name": "stochastic_dropout"}]}, "name": "attn_layer"},
+        {"residual": {"body": [*mlp_body, {**sd, "name": "stochastic_dropout"}]}, "name": "mlp_layer"},
+        {"permute": {"dims": [0, 3, 1, 2]}, "name": "to_channels_first"}]}
+
+
+def _partition_grid(m: Any, shape: tuple[int, ...]) -> str | None:
+    """Why a PartitionAttentionLayer cannot run on a map of `shape`: torchvision sizes it when it is built."""
+    if tuple(shape[-2:]) == tuple(m.grid_size):
+        return None
+    return (f"it is built for a {m.grid_size[0]}x{m.grid_size[1]} map and this input gives {shape[-2]}x{shape[-1]} "
+            "(MaxVit's input_size sets it: build the model for this input)")
+
+
+# what a layer mapped whole needs of its input, which its forward would check (or fail on) when run
+BUILT_FOR: dict[str, Callable[[Any, tuple[int, ...]], str | None]] = {
+    "torchvision.models.maxvit.PartitionAttentionLayer": _partition_grid,
+}
+SHAPE_KEEPING_NAMES = ("torchvision.ops.stochastic_depth.StochasticDepth", "torchvision.models.convnext.LayerNorm2d",
+                       *BUILT_FOR)
 NAMED_MODULES: dict[str, Callable[[Any], Layer | list[Layer]]] = {
     "torchvision.ops.stochastic_depth.StochasticDepth": _stochastic_depth,
     "torchvision.ops.misc.Permute": lambda m: {"permute": {"dims": list(m.dims)}},
@@ -215,6 +270,7 @@ NAMED_MODULES: dict[str, Callable[[Any], Layer | list[Layer]]] = {
     "torchvision.models.swin_transformer.ShiftedWindowAttentionV2": _window_attention,
     "torchvision.models.swin_transformer.PatchMerging": _patch_merging,
     "torchvision.models.swin_transformer.PatchMergingV2": _patch_merging,
+    "torchvision.models.maxvit.PartitionAttentionLayer": _partition_attention,
 }
 MODULES.update({nn.LayerNorm: _layernorm, nn.MultiheadAttention: _attention})
 
@@ -364,6 +420,10 @@ def propagate(gm: Traced, module: nn.Module, shape: tuple[int, ...]) -> dict[fx.
                 elif node.op == "call_module":
                     layer = gm.get_submodule(node.target)
                     args, kwargs = load(node.args), load(node.kwargs)
+                    built_for = BUILT_FOR.get(class_name(type(layer)))
+                    refused = built_for(layer, tuple(args[0].shape)) if built_for and args else None
+                    if refused:
+                        raise ValueError(refused)
                     if (isinstance(layer, SHAPE_KEEPING) or class_name(type(layer)) in SHAPE_KEEPING_NAMES) \
                             and len(args) == 1 and not kwargs:
                         value = torch.empty_like(args[0])
@@ -488,6 +548,8 @@ class _Mapper:
             if isinstance(layer, nn.MultiheadAttention) and len(set(_args(node)[:3])) != 1:
                 raise Unmapped("nn.MultiheadAttention on different query, key and value (archcalc's is self-attention)")
             made = make(layer)
+            if isinstance(made, dict) and "sequential" in made:  # a module mapped as a whole: a block like a traced one
+                made = {**made, "_class": type(layer), "_path": str(node.target)}
             step.layers = made if isinstance(made, list) else [made]
             step.inputs = step.inputs[:1]
             return step
@@ -867,6 +929,8 @@ class _Structure:
             raise Unmapped(f"x {'+' if step.kind == 'add' else '*'} x", "has no archcalc composite")
         if step.kind == "add":
             body, shortcut = (branches[0], branches[1]) if not direct[0] else (branches[1], branches[0])
+            if all("identity" in layer for layer in body) and not all("identity" in layer for layer in shortcut):
+                body, shortcut = shortcut, body  # proj(x) + f(x) where proj is an nn.Identity (MaxViT's MBConv)
             return {"residual": {"body": body, **({"shortcut": shortcut} if shortcut else {})}, "name": "residual"}
         if not any(direct):
             raise SpecError(f"import: {where}: a product of two computed tensors has no archcalc composite "
@@ -929,15 +993,64 @@ def _shared_calls(steps: list[Step], gm: nn.Module) -> str:
 _RESERVED = set(LEAF_OPS) | {"sequential", "concat", "residual", "gate", "repeat", "auxiliary"}
 
 
+def _ramped(layer: Layer) -> list[float]:
+    """The stochastic depth probabilities in a module call, in order: torchvision ramps them layer by
+    layer (ConvNeXt, EfficientNet, Swin, MaxViT), so calls that differ only in them are one block
+    with the probabilities as its arguments."""
+    found: list[float] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("stochasticdepth"), dict):
+                found.append(value["stochasticdepth"]["p"])
+            for inner in value.values():
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(layer)
+    return found
+
+
 def _key(layer: Layer) -> str:
-    """What makes two module calls the same block: their class and layers, not their name or paths."""
+    """What makes two module calls the same block: their class and layers, not their name or paths,
+    nor their stochastic depth probabilities (which of them are equal, though)."""
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "_path"}
+            return {k: {**v, "p": None} if k == "stochasticdepth" else strip(v)
+                    for k, v in value.items() if k != "_path"}
         return [strip(v) for v in value] if isinstance(value, list) else value
 
+    ramped = _ramped(layer)
     body = strip({k: v for k, v in layer.items() if k != "name"})
+    body["_ramp"] = [ramped.index(p) for p in ramped]
     return json.dumps(body, default=lambda v: f"{v.__module__}.{v.__qualname__}", sort_keys=True)
+
+
+def _with_arguments(layers: list[Layer], arguments: dict[float, str], blocks: set[str]) -> list[Layer]:
+    """A block's layers with each stochastic depth probability that varies between its uses (its own,
+    or one it passes to a block inside) replaced by the block's argument (`$sd`)."""
+    def argument(value: Any) -> Any:
+        return f"${arguments[value]}" if isinstance(value, (int, float)) and value in arguments else value
+
+    def put(layers: list[Layer]) -> list[Layer]:
+        out = []
+        for layer in layers:
+            written: Layer = {}
+            for key, value in layer.items():
+                if key == "stochasticdepth":
+                    written[key] = {**value, "p": argument(value["p"])}
+                elif key in blocks:
+                    written[key] = {name: argument(v) for name, v in value.items()}
+                elif key == "repeat":
+                    written[key] = {**value, "layers": put(value["layers"])}
+                else:
+                    written[key] = _map_children(value, put)
+            out.append(written)
+        return out
+
+    return put(layers)
 
 
 def _snake(name: str) -> str:
@@ -950,15 +1063,18 @@ class _Blocks:
 
     def __init__(self, layers: list[Layer]) -> None:
         self.count: dict[str, int] = {}
+        self.ramps: dict[str, list[list[float]]] = {}  # key -> each call's distinct stochastic depth probabilities
         self._count(layers)
         self.blocks: dict[str, tuple[str, list[Layer], str]] = {}  # key -> (block name, layers, comment)
+        self.params: dict[str, list[str]] = {}  # block name -> its arguments (sd, sd2, ...)
+        self.varying: dict[str, list[int]] = {}  # block name -> which of a call's probabilities they are
         self.uses: dict[str, list[str]] = {}  # block name -> module paths that use it
         self.inline: set[str] = set()  # keys of calls written out where they stand
 
     def write(self, layers: list[Layer]) -> list[Layer]:
         """`emit`, with a block that ends up used once (and not as a repeat) written where it is used."""
         while True:
-            self.blocks, self.uses = {}, {}
+            self.blocks, self.uses, self.params, self.varying = {}, {}, {}, {}
             top = self.emit(layers)
             counts: dict[str, list[int]] = {name: [0, 0] for name in self.uses}
             for block_layers in [top, *(b[1] for b in self.blocks.values())]:
@@ -973,6 +1089,7 @@ class _Blocks:
             if "_class" in layer:
                 key = _key(layer)
                 self.count[key] = self.count.get(key, 0) + 1
+                self.ramps.setdefault(key, []).append(list(dict.fromkeys(_ramped(layer))))
             for inner in _children(layer):
                 self._count(inner)
 
@@ -984,13 +1101,13 @@ class _Blocks:
             previous = out[-1] if out else None
             op = next(k for k in layer if k != "name")
             if previous is not None and op in self.uses and op not in self.inline:
-                if "repeat" in previous and next(iter(previous["repeat"]["layers"][0])) == op:
+                if "repeat" in previous and previous["repeat"]["layers"][0] == {op: layer[op]}:
                     previous["repeat"]["times"] += 1
                     previous["name"] = f"{previous['name'].split('-')[0]}-{layer['name']}"
                     continue
-                if op in previous and previous[op] == {}:
+                if op in previous and previous[op] == layer[op]:
                     out[-1] = {"name": f"{previous['name']}-{layer['name']}",
-                               "repeat": {"times": 2, "layers": [{op: {}}]}}
+                               "repeat": {"times": 2, "layers": [{op: layer[op]}]}}
                     continue
             out.append(layer)
         return _unique_names(out)
@@ -1001,7 +1118,9 @@ class _Blocks:
             if self.count[key] > 1 and key not in self.inline:
                 name = self.block(key, layer)
                 self.uses[name].append(layer["_path"])
-                return {"name": layer["name"], name: {}}
+                ramp = list(dict.fromkeys(_ramped(layer)))
+                return {"name": layer["name"], name: {param: ramp[i] for param, i in
+                                                      zip(self.params[name], self.varying[name])}}
             inner = self.emit(layer["sequential"])
             if len(inner) == 1:  # a module holding one layer (or one residual, gate...): that layer, named after it
                 return {"name": layer["name"], **{k: v for k, v in inner[0].items() if k != "name"}}
@@ -1016,8 +1135,14 @@ class _Blocks:
             name = base if base not in taken else next(f"{base}_{i}" for i in itertools.count(2)
                                                        if f"{base}_{i}" not in taken)
             self.uses[name] = []
+            ramps = self.ramps[key]
+            self.varying[name] = [i for i in range(len(ramps[0])) if len({ramp[i] for ramp in ramps}) > 1]
+            self.params[name] = [f"sd{n + 1 if n else ''}" for n in range(len(self.varying[name]))]
             self.blocks[key] = (name, [], class_name(layer["_class"]))
-            self.blocks[key][1].extend(self.emit(layer["sequential"]))
+            first = list(dict.fromkeys(_ramped(layer)))
+            arguments = {first[i]: param for param, i in zip(self.params[name], self.varying[name])}
+            inside = self.emit(layer["sequential"])
+            self.blocks[key][1].extend(_with_arguments(inside, arguments, set(self.uses) - {name}))
         return self.blocks[key][0]
 
 
@@ -1135,7 +1260,8 @@ def _header(name: str, source: str, shape: tuple[int, ...], unknown: list[str]) 
     size = "x".join(map(str, shape))
     lines = [f"# Imported by archcalc {__version__} (archcalc import) from {source}, traced with torch.fx",
              f"# {torch.__version__} at input {size}. Layer names are the module paths ('.' nests, layer1.0 ->",
-             "# layer1 / layer1_0); a block is a module class called more than once with the same layers."]
+             "# layer1 / layer1_0); a block is a module class called more than once with the same layers",
+             "# (their stochastic depth probabilities, which torchvision ramps layer by layer, as arguments: sd)."]
     if unknown:
         lines.append(f"# {len(unknown)} call(s) had no archcalc op and are zero-cost `unknown` placeholders "
                      "(not counted): " + "; ".join(unknown))
@@ -1173,6 +1299,8 @@ def convert(module: nn.Module, input: tuple[int, ...], *, name: str | None = Non
             uses = blocks.uses[block_name]
             lines.append(f"  # {cls}, at {', '.join(uses[:6])}{', ...' if len(uses) > 6 else ''}")
             lines.append(f"  {block_name}:")
+            if blocks.params[block_name]:
+                lines.append(f"    params: {_flow(blocks.params[block_name])}  # stochastic depth probabilities")
             lines.append("    layers:")
             lines.extend(_write_layers(block_layers, 6))
     lines.append("layers:")
@@ -1188,7 +1316,7 @@ def convert(module: nn.Module, input: tuple[int, ...], *, name: str | None = Non
 
 def _distinct(unmapped: list[tuple[str, Unmapped, Step]]) -> list[str]:
     """Each distinct unmapped call once, where it first occurs: `where: what`, with `(+N more)` for the
-    same call of the same class elsewhere (MaxViT's 484 come to 51)."""
+    same call of the same class elsewhere (a MaxVit built with nn.Mish: 17 places come to 2)."""
     places: dict[tuple[str, str], list[str]] = {}
     for where, err, _ in unmapped:
         places.setdefault((where[where.find(" ("):], str(err)), []).append(where)

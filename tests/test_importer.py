@@ -42,7 +42,7 @@ def same_function(module: nn.Module, model: archcalc.Model, shape: tuple[int, ..
                 layer.running_mean.uniform_(-0.5, 0.5)
                 layer.running_var.uniform_(0.5, 1.5)
     built = archcalc.build_module(model, init=False).eval()
-    transfer_weights(module, built)
+    transfer_weights(module, built, imported=True)
     x = torch.randn(2, *shape)
     with torch.no_grad():
         torch.testing.assert_close(built(x), module(x), rtol=1e-5, atol=1e-5)
@@ -235,13 +235,87 @@ def test_regnet_which_reads_its_widths_back_from_torch_imports_without_allocatin
     assert "gate:" in result.stdout  # its squeeze-and-excitation
 
 
+# torchvision's MaxVit at another input, stem, widths, depths, partition, head and MLP sizes than maxvit_t's
+SMALL_MAXVIT = dict(input_size=(64, 64), stem_channels=16, partition_size=4, block_channels=[16, 32],
+                    block_layers=[1, 3], head_dim=8, stochastic_depth_prob=0.2, mlp_ratio=2, num_classes=10)
+
+
 @pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
-def test_maxvit_is_refused_naming_each_distinct_call_archcalc_lacks_once() -> None:
-    models = import_torchvision()
+def test_a_maxvit_of_other_sizes_imports_counting_what_torch_counts_and_computing_the_same(one_torch_thread) -> None:
+    torch.manual_seed(0)
+    module = import_torchvision().MaxVit(**SMALL_MAXVIT)
+    with torch.no_grad():
+        for parameter in module.parameters():  # torchvision zeroes the linears' biases
+            parameter.add_(torch.randn_like(parameter), alpha=0.02)
+    imported = convert(module, (3, 64, 64))
+    for kind in ("window", "grid"):
+        assert f"{{partitionattention: {{partition_size: 4, head_dim: 8, partition_type: {kind}}}" in imported.text
+    assert "- {linear: {out_features: 64}, name: mlp_layer_1}" in imported.text  # mlp_ratio 2 on 32 channels
+    total = archcalc.analyze(imported.model).total
+    assert total.params == sum(p.numel() for p in module.parameters())
+    assert total.macs == flop_counter_macs(module, (3, 64, 64))  # with attention's two einsums
+    same_function(module, imported.model, (3, 64, 64))
+
+
+@pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
+def test_maxvit_t_imports_as_the_built_in_counts_it_with_its_layers_as_blocks_taking_their_stochastic_depth() -> None:
+    """maxvit_t is built for 224 (its attention's grid): its function is proved by
+    `python tests/check_import_torchvision.py maxvit_t`, a smaller MaxVit's above."""
+    imported = convert(build_on_meta(import_torchvision().maxvit_t, {}), (3, 224, 224))
+    total, builtin = archcalc.analyze(imported.model).total, archcalc.analyze("maxvit-t").total
+    # MaxVit_T_Weights.IMAGENET1K_V1.meta: num_params 30,919,624, _ops 5.558 (GMACs)
+    assert (total.params, total.macs) == (builtin.params, builtin.macs) == (30_919_624, 5_558_046_720)
+    text = imported.text
+    # torchvision ramps it over the 11 layers, 0.2 x i / 10: layer i of each block is that one block
+    assert "  # torchvision.models.maxvit.MaxVitLayer, at blocks.2.layers.1, blocks.2.layers.2, blocks.2.layers.3, " \
+           "blocks.2.layers.4\n  max_vit_layer:\n    params: [sd]  # stochastic depth probabilities\n" in text
+    assert "          - {partition_attention_layer_5: {sd: $sd}, name: window_attention}\n" in text
+    for index, sd in [(1, 0.1), (2, 0.12), (3, 0.14), (4, 0.16)]:
+        assert f"      - {{max_vit_layer: {{sd: {sd}}}, name: layers_{index}}}\n" in text
+    assert text.count("partitionattention:") == 8  # a window and a grid block for each width, not 22 copies
+    assert len(text.splitlines()) < 500
+
+
+@pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
+def test_a_maxvit_with_an_activation_archcalc_lacks_names_each_distinct_place_once() -> None:
+    module = build_on_meta(import_torchvision().MaxVit, {**SMALL_MAXVIT, "activation_layer": nn.Mish})
     with pytest.raises(SpecError) as refused:
-        convert(build_on_meta(models.maxvit_t, {}), (3, 224, 224))
-    calls = str(refused.value).split("; ")  # 51 distinct of 484 calls (the message is cut after 900 characters)
-    assert calls[0] == ("import: blocks.0.layers.0.layers.window_attention.partition_op (WindowPartition.forward) "
-                        "(+1 more): Tensor.reshape from [64, 56, 56] to [64, 8, 7, 8, 7] has no archcalc op")
-    assert ("blocks.0.layers.0.layers.window_attention.attn_layer.1 (RelativePositionalMultiHeadAttention.forward) "
-            "(+65 more): torch.chunk on dim -1 has no archcalc op") in calls
+        convert(module, (3, 64, 64))
+    # traced in the convolutions; in the attention layers, which are mapped as a whole, the layer that holds it
+    assert str(refused.value) == (
+        "import: stem.0.2 (Mish) (+8 more): nn.Mish has no archcalc op; blocks.0.layers.0.layers.window_attention "
+        "(PartitionAttentionLayer) (+7 more): nn.Mish has no archcalc op (--allow-unknown keeps them as zero-cost "
+        "placeholders)")
+
+
+@pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
+def test_a_maxvit_imported_at_another_input_than_it_is_built_for_is_refused_saying_so() -> None:
+    module = build_on_meta(import_torchvision().MaxVit, SMALL_MAXVIT)
+    with pytest.raises(SpecError, match=r"^import: blocks.0.layers.0.layers.window_attention \(PartitionAttentionLayer\)"
+                                        r": .* it is built for a 16x16 map and this input gives 32x32 \(MaxVit's "
+                                        r"input_size sets it"):
+        convert(module, (3, 128, 128))
+
+
+@pytest.mark.skipif(not HAVE_TORCHVISION, reason="torchvision is not installed")
+def test_calls_differing_only_in_stochastic_depth_are_one_block_taking_it_and_equal_ones_repeat() -> None:
+    import_torchvision()
+    from torchvision.ops import StochasticDepth
+
+    class Ramped(nn.Module):
+        def __init__(self, p: float) -> None:
+            super().__init__()
+            self.conv, self.drop = nn.Conv2d(8, 8, 3, padding=1), StochasticDepth(p, "row")
+
+        def forward(self, x):
+            return x + self.drop(self.conv(x))
+
+    module = nn.Sequential(nn.Conv2d(3, 8, 1), *[Ramped(p) for p in (0.1, 0.1, 0.2, 0.0)])
+    imported = convert(module, (3, 16, 16))
+    text = imported.text
+    assert "  ramped:\n    params: [sd]  # stochastic depth probabilities\n" in text
+    assert "- {stochasticdepth: {p: $sd}, name: drop}" in text
+    assert "- {repeat: {times: 2, layers: [{ramped: {sd: 0.1}}]}, name: layer_1-layer_2}" in text
+    assert "- {ramped: {sd: 0.2}, name: layer_3}\n  - {ramped: {sd: 0.0}, name: layer_4}\n" in text
+    assert archcalc.analyze(imported.model).total.params == sum(p.numel() for p in module.parameters())
+    same_function(module, imported.model, (3, 16, 16))
