@@ -2,7 +2,6 @@
 
 import enum
 import os
-import re
 import shutil
 import sys
 from typing import Annotated, Optional
@@ -104,22 +103,17 @@ def table(
     render(layer_table(result, rows, units), format.value, units, wide)
 
 
-def natural(name: str) -> list:
-    """A sort key that reads digits as numbers: resnet18 before resnet101, regnet-y-8gf before regnet-y-16gf."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
 def list_table(text: str | None = None, family: str | None = None) -> Table:
-    """The built-ins of `family` (all: None) whose name or family holds `text`, grouped by family;
-    only these are analysed."""
+    """The built-ins of `family` (all: None) whose name or family holds `text`, grouped by family,
+    smallest first (MACs at the default input, then the name); only these are analysed."""
     names = list_models(family)
     if text is not None:
         wanted = text.lower().replace("_", "-")
         names = [n for n in names if wanted in n or wanted in family_of(n)]
         if not names:
             raise SpecError(f"no built-in model's name or family holds {shown(text)}; `archcalc list` shows them all")
-    grouped = sorted(names, key=lambda n: (family_of(n), natural(n)))
-    return model_table([analyse(name) for name in grouped], [family_of(n) for n in grouped])
+    results = sorted((analyse(name) for name in names), key=lambda r: (family_of(r.model), r.total.macs, r.model))
+    return model_table(results, [family_of(r.model) for r in results])
 
 
 FamilyOption = Annotated[
@@ -142,7 +136,7 @@ def list_(
     wide: WideOption = False,
     explain_columns: ExplainColumnsOption = False,
 ) -> None:
-    """The built-in models by family: default input, params, MACs, depth and description."""
+    """The built-in models by family, smallest first: default input, params, MACs, depth and description."""
     try:
         listed = list_table(text, family)
     except SpecError as err:

@@ -215,8 +215,11 @@ def test_list_names_every_builtin() -> None:
     rows = csv_rows("list")
     assert sorted(r["name"] for r in rows) == archcalc.list_models()
     assert [r["family"] for r in rows] == sorted(r["family"] for r in rows), "grouped by family"
-    resnets = [r["name"] for r in rows if r["family"] == "resnet"]
-    assert resnets.index("resnet18") < resnets.index("resnet50") < resnets.index("resnet101"), "digits read as numbers"
+    for family in {r["family"] for r in rows}:  # each family from the fewest MACs to the most
+        macs = [int(r["macs"]) for r in rows if r["family"] == family]
+        assert macs == sorted(macs), family
+    regnets = [r["name"] for r in rows if r["family"] == "regnet"]
+    assert regnets.index("regnet-x-400mf") < regnets.index("regnet-x-800mf") < regnets.index("regnet-x-1-6gf")
     lenet = next(r for r in rows if r["name"] == "lenet")
     assert lenet["input_shape"] == "1x28x28" and int(lenet["params"]) == 61_706  # d2l 7.6: 61,706
     data = json.loads(ok("list", "--format", "json"))
