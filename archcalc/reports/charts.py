@@ -190,9 +190,6 @@ def accuracy_vs_cost(points: Sequence[Any], fronts: dict[str, Sequence[Any]]) ->
             front = fronts[cost]
             ax.step([getattr(p, cost) for p in front], [p.top1 for p in front], where="post", color="#333333",
                     linewidth=1.0, linestyle="--", zorder=2, label="Pareto front")
-            for p in front:
-                ax.annotate(p.model, (getattr(p, cost), p.top1), fontsize=6.5, xytext=(3, -9),
-                            textcoords="offset points")
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(_units))
             ax.set_xlabel(label)
@@ -202,7 +199,30 @@ def accuracy_vs_cost(points: Sequence[Any], fronts: dict[str, Sequence[Any]]) ->
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False, fontsize=7.5)
         fig.suptitle("Top-1 accuracy against MACs and against parameters (torchvision's weights)")
         fig.subplots_adjust(left=0.07, right=0.98, top=0.92, bottom=0.2, wspace=0.06)
+        for ax, cost in ((panels[0], "macs"), (panels[1], "params")):  # once the axes are laid out
+            ax.autoscale_view()
+            ax.set_autoscale_on(False)  # a label does not move the axes it is placed by
+            _label_without_overlap(ax, [(p.model, getattr(p, cost), p.top1) for p in fronts[cost]])
         return _png(fig, [tuple(p) for p in points])
+
+
+# where a point's label may go, in points from it: below right, above right, below left, above left
+LABEL_PLACES = ((3, -9, "left"), (3, 3, "left"), (-3, -9, "right"), (-3, 3, "right"))
+
+
+def _label_without_overlap(ax: Any, labelled: Sequence[tuple[str, float, float]]) -> None:
+    """Each (text, x, y) named beside its point at the first place where it covers no label already
+    placed; a point with no such place goes unnamed (the report's table names it)."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed: list[Any] = []
+    for text, x, y in labelled:
+        for dx, dy, align in LABEL_PLACES:
+            label = ax.annotate(text, (x, y), fontsize=6.5, xytext=(dx, dy), textcoords="offset points", ha=align)
+            box = label.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            label.remove()
 
 
 def training_memory(series: Sequence[tuple[str, Sequence[int], Sequence[int]]], budgets: Sequence[int]) -> bytes:
