@@ -632,7 +632,7 @@ def parameter_tensors(layer: Any) -> int:
     if cls is S.ShiftedWindowAttention:
         return 3 + bool(layer.qkv_bias) + bool(layer.proj_bias)  # + the bias table
     if cls is S.ShiftedWindowAttentionV2:
-        return 5 + bool(layer.qkv_bias) + bool(layer.proj_bias)  # + logit scale and the MLP's three
+        return 3 + 3 + bool(layer.qkv_bias) + bool(layer.proj_bias)  # qkv, proj, logit scale; the MLP's three
     if cls is S.PartitionAttention:
         return 5  # to_qkv's and merge's weights and biases, the bias table
     return 0

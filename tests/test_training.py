@@ -68,6 +68,17 @@ def test_optimizer_state(optimizer, buffers):
     assert on_cpu == buffers * 4 * params + (4 * tensors if optimizer.startswith("adam") else 0)
 
 
+def test_adam_keeps_a_step_per_swin_v2_attention_tensor():
+    """Swin V2's attention has eight parameter tensors: qkv's and proj's weights and biases, the logit
+    scale, and the bias MLP's two weights and first bias; Adam keeps a 4-byte step for each (on the host)."""
+    spec = {"name": "swin-v2-tensors", "input": [8, 4, 4], "layers": [
+        {"permute": {"dims": [0, 2, 3, 1]}},
+        {"shiftedwindowattentionv2": {"window_size": 4, "shift_size": 0, "num_heads": 2}}]}
+    model = _model(spec)
+    step = train_step(model, optimizer="adam", device="cpu").total
+    assert step.optimizer_bytes == 2 * step.gradient_bytes + 4 * 8
+
+
 def test_frozen_layers_have_no_gradient_nor_weight_gradient_work():
     spec = {"name": "frozen", "input": [3, 8, 8], "layers": [
         {"conv2d": {"out_channels": 4, "kernel_size": 3}, "trainable": False},
