@@ -29,6 +29,7 @@ imported here only.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import sys
 import time
@@ -394,10 +395,10 @@ class Refused:
 Outcome = Comparison | Refused | str  # a comparison, a step both refuse, or an error
 
 
-def _checked(name: str, batch: int, input: tuple[int, ...], precision: str) -> Outcome:
+def _checked(name: str, batch: int, input: tuple[int, ...], precision: str, optimizers: Sequence[str]) -> Outcome:
     """compare(), or why not: both refuse, or an error (a string), which the report lists."""
     try:
-        return compare(name, batch=batch, precision=precision, input=input, optimizers=OPTIMIZERS)
+        return compare(name, batch=batch, precision=precision, input=input, optimizers=optimizers)
     except SpecError as refusal:
         try:
             measure(name, batch=batch, input=input, precision=precision)
@@ -458,8 +459,7 @@ def _report(results: list[Checked], seconds: dict[str, float], rss: dict[str, in
         "engine then runs no weight-gradient op); weight-gradient work the rest. Saved: saved_tensors_hooks,",
         "distinct storages, parameters and buffers excluded. Weights: every parameter and buffer storage.",
         "Gradients and optimizer state: each parameter's `.grad` as it lands, and each optimizer's state after a",
-        "`step()` on it (torch's optimizer-in-backward recipe: per parameter, as a whole-model step keeps it;",
-        "sgd keeps none and is checked too).",
+        "`step()` on it (torch's optimizer-in-backward recipe: per parameter, as a whole-model step keeps it).",
         "",
         f"**Agreement, on every quantity and every layer:** {_summary(results)}.",
         f"Total {elapsed / 60:.1f} min; the process's peak RSS {max(rss.values(), default=0) / 2**30:.2f} GiB.",
@@ -477,7 +477,9 @@ def _report(results: list[Checked], seconds: dict[str, float], rss: dict[str, in
         "",
         "## Results",
         "",
-        "Each cell is the calculator's figure where torch's is the same, else both in bold.",
+        "Each cell is the calculator's figure where torch's is the same, else both in bold. The optimizers' state",
+        "does not depend on the batch: it is checked (sgd's too, which keeps none) at each model's first batch that",
+        "runs; the gradients at both.",
         "",
         "| model | batch | input | why | backward MACs | input-grad MACs | weight-grad MACs | saved bytes | weights |"
         " gradients | sgd-momentum | adam | adamw | layers agreeing | agrees | seconds |",
@@ -516,6 +518,16 @@ def _size(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
 
+def _release_memory() -> None:
+    """Between steps: collect, and hand the C heap's free pages back to the system (glibc), so that one
+    model's freed memory does not stay resident under the next one's."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _max_rss() -> int:
     """This process's peak resident memory so far, bytes (Linux reports kilobytes)."""
     import resource
@@ -552,14 +564,16 @@ def main(argv: list[str] | None = None) -> int:
         except SpecError as err:
             print(f"{name}: {err}", file=sys.stderr)
             return 2
+        optimizers: Sequence[str] = OPTIMIZERS  # their state does not depend on the batch: checked at the first that runs
         for batch in args.batch:
-            result = _checked(name, batch, choice.input, args.precision)
+            result = _checked(name, batch, choice.input, args.precision, optimizers)
+            optimizers = () if isinstance(result, Comparison) else optimizers
             results.append(Checked(name, batch, choice, result))
             status = result if isinstance(result, str) else str(result) if isinstance(result, Refused) else \
                 ("agrees" if result.agrees else "; ".join(result.differences[:5]))
             print(f"{name} batch {batch} at {_size(choice.input)}: {status} "
                   f"({time.perf_counter() - start:.1f} s)", flush=True)
-            gc.collect()
+            _release_memory()
         seconds[name], rss[name] = time.perf_counter() - start, _max_rss()
         if report:  # after each model: a long sweep stopped halfway keeps what it has
             report.parent.mkdir(parents=True, exist_ok=True)
