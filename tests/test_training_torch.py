@@ -21,7 +21,7 @@ from archcalc.yamlfile import parse
 
 torch = pytest.importorskip("torch")
 from archcalc.torchbuild import build_module  # noqa: E402
-from archcalc.training_check import compare, measure  # noqa: E402
+from archcalc.training_check import ACTIVATION_CAP, MACS_CAP, compare, measure, sweep_input  # noqa: E402
 from spec_strategies import valid_specs  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -75,6 +75,18 @@ def test_backward_splits_into_input_and_weight_gradients():
     fc1, fc2, fc3 = 3 * 144 * 5, 3 * 5 * 5, 3 * 5 * 2
     assert result.quantities["input grad"].torch == 2 * (fc1 + fc2 + fc3)
     assert result.quantities["weight grad"].torch == 2 * (conv + fc1 + fc3)
+
+
+def test_sweep_input_rule():
+    """--all's input: the model's own under both caps by archcalc's prediction, else the cross-check's 64 x 64,
+    or the smallest side above 64 the spec accepts."""
+    own = sweep_input("resnet18")
+    assert (own.input, own.reason, own.macs) == ((3, 224, 224), "its own", 1_814_073_344)  # archcalc table resnet18
+    giant = sweep_input("vit-h-14")
+    assert giant.input == (3, 64, 64) and giant.macs > MACS_CAP and giant.reason.startswith("reduced: at its own 3x518x518")
+    assert sweep_input("efficientnet-b4").activation_bytes > ACTIVATION_CAP  # 380 x 380, under the MACs cap
+    wide = _model({"name": "wide", "input": [3, 512, 512], "layers": [{"conv2d": {"out_channels": 64, "kernel_size": 70}}]})
+    assert sweep_input(wide).input == (3, 70, 70)  # a 70 x 70 kernel: nothing smaller than 70
 
 
 RANDOM = settings(max_examples=int(os.environ.get("ARCHCALC_TRAIN_EXAMPLES", "15")), deadline=None, derandomize=True,
