@@ -50,7 +50,8 @@ TRAINING_CONVENTIONS = {
     "backward_macs": "what torch.utils.flop_counter.FlopCounterMode counts during loss.backward(), divided by 2: "
                      "input_grad_macs (conv2d, linear, attention matmuls; none where the input needs no gradient, "
                      "as the first layer's) + weight_grad_macs (none for `trainable: false`; torch's formula counts "
-                     "a grouped conv's weight gradient `groups` times its forward)",
+                     "a grouped conv's weight gradient `groups` times its forward; a gradient inside a layer that "
+                     "only its weights need, as Swin V2's bias MLP's hidden layer's, is weight-gradient work)",
     "saved_bytes": "bytes of the distinct storages autograd saves during the forward "
                    "(torch.autograd.graph.saved_tensors_hooks), parameters and buffers excluded, each charged to "
                    "the first layer that saved it",

@@ -418,12 +418,15 @@ def _projected_out(trace: Trace, row: Row, elements: int, width: int, dtype: str
 
 def _attention_grads(trace: Trace, row: Row, x: Tensor, positions: int, width: int, group: int) -> None:
     """Backward MACs of four projections and two matmuls over `positions` (the batch's), each seeing `group`:
-    the weights' gradients when trainable; the activations' (the out projection's input, both matmuls'
-    operands) whenever anything inside needs one; the qkv projection's input only when x needs one."""
+    the weights' gradients when trainable; the gradients inside (the out projection's input, both matmuls'
+    operands) and the qkv projection's input's when x needs one. When only the weights need gradients, the
+    gradients inside serve them alone: weight-gradient work (torch runs none of it for x's gradient)."""
     projections, matmuls = positions * 4 * width * width, positions * 2 * group * width
-    needed = x.requires_grad or _trainable(row)
+    inside = projections // 4 + 2 * matmuls
     trace.weight_grad = projections if _trainable(row) else 0
-    trace.input_grad = (projections // 4 + 2 * matmuls if needed else 0) + (3 * projections // 4 if x.requires_grad else 0)
+    trace.input_grad = inside + 3 * projections // 4 if x.requires_grad else 0
+    if _trainable(row) and not x.requires_grad:
+        trace.weight_grad += inside
 
 
 def multiheadattention(layer: S.MultiheadAttention, trace: Trace, x: Tensor, row: Row) -> Tensor:
@@ -465,10 +468,10 @@ def shiftedwindowattention(layer: S.ShiftedWindowAttention, trace: Trace, x: Ten
         _projected_out(trace, row, q, c, dtype, "proj")
     trace.dropout(trace.new(positions * c, dtype, needed, True), layer.dropout, "projection dropout")
     _attention_grads(trace, row, x, batch * positions, c, window)
-    if v2 and trainable:  # the position-bias MLP, once per forward, on a buffer's coordinates
+    if v2 and trainable:  # the position-bias MLP, once per forward, on a buffer's coordinates: both weights'
+        # gradients, and its hidden layer's, which serves only the first weight's (weight-gradient work)
         table = (2 * wh - 1) * (2 * ww - 1)
-        trace.weight_grad += table * (2 * CPB_HIDDEN + CPB_HIDDEN * heads)
-        trace.input_grad += table * CPB_HIDDEN * heads
+        trace.weight_grad += table * (2 * CPB_HIDDEN + 2 * CPB_HIDDEN * heads)
     # cropped back to h x w with .contiguous(): a copy, unless the crop is contiguous already (no column
     # padding or one row, and one sample or nothing padded), which then keeps the padded storage
     if (h == 1 or pw == w) and (trace.batch == 1 or positions == h * w):
@@ -629,7 +632,7 @@ def parameter_tensors(layer: Any) -> int:
     if cls is S.ShiftedWindowAttention:
         return 3 + bool(layer.qkv_bias) + bool(layer.proj_bias)  # + the bias table
     if cls is S.ShiftedWindowAttentionV2:
-        return 5 + bool(layer.qkv_bias) + bool(layer.proj_bias)  # + logit scale and the MLP's three
+        return 3 + 3 + bool(layer.qkv_bias) + bool(layer.proj_bias)  # qkv, proj, logit scale; the MLP's three
     if cls is S.PartitionAttention:
         return 5  # to_qkv's and merge's weights and biases, the bias table
     return 0

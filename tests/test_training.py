@@ -68,6 +68,17 @@ def test_optimizer_state(optimizer, buffers):
     assert on_cpu == buffers * 4 * params + (4 * tensors if optimizer.startswith("adam") else 0)
 
 
+def test_adam_keeps_a_step_per_swin_v2_attention_tensor():
+    """Swin V2's attention has eight parameter tensors: qkv's and proj's weights and biases, the logit
+    scale, and the bias MLP's two weights and first bias; Adam keeps a 4-byte step for each (on the host)."""
+    spec = {"name": "swin-v2-tensors", "input": [8, 4, 4], "layers": [
+        {"permute": {"dims": [0, 2, 3, 1]}},
+        {"shiftedwindowattentionv2": {"window_size": 4, "shift_size": 0, "num_heads": 2}}]}
+    model = _model(spec)
+    step = train_step(model, optimizer="adam", device="cpu").total
+    assert step.optimizer_bytes == 2 * step.gradient_bytes + 4 * 8
+
+
 def test_frozen_layers_have_no_gradient_nor_weight_gradient_work():
     spec = {"name": "frozen", "input": [3, 8, 8], "layers": [
         {"conv2d": {"out_channels": 4, "kernel_size": 3}, "trainable": False},
@@ -82,6 +93,30 @@ def test_frozen_layers_have_no_gradient_nor_weight_gradient_work():
     assert head.weight_grad_macs == 0 and head.input_grad_macs == head.forward_macs
     assert head.saved_bytes == 0  # a frozen linear keeps only its weight (a parameter)
     assert step.total.gradient_bytes == 4 * (4 * 4 * 9 + 4)
+
+
+def test_attention_on_an_input_without_gradient_does_only_weight_gradient_work():
+    """Nothing before the attention trains: its gradients inside (out_proj's input, both matmuls' operands)
+    serve only its weights, and torch, asked for the activations' gradients alone, runs none of them."""
+    b, n, d = 2, 5, 8
+    spec = {"name": "attention-first", "input": [d, 1, n], "layers": [{"tokens": {}}, {"multiheadattention": {"num_heads": 2}}]}
+    attention = train_step(_model(spec), batch=b, device="cpu").rows[1]
+    projections, inside = 4 * b * n * d * d, b * n * d * d + 2 * b * n * 2 * n * d
+    assert (attention.input_grad_macs, attention.weight_grad_macs) == (0, projections + inside)
+
+
+def test_swin_v2_bias_mlp_is_weight_gradient_work():
+    """The bias MLP (2 -> 512 -> heads on the (2w-1)^2 relative coordinates, a buffer): both weights'
+    gradients and the hidden layer's, which only the first weight's needs."""
+    b, side, c, heads, window = 2, 4, 8, 2, 4
+    spec = {"name": "swin-v2-bias", "input": [c, side, side], "layers": [
+        {"conv2d": {"out_channels": c, "kernel_size": 1}}, {"permute": {"dims": [0, 2, 3, 1]}},
+        {"shiftedwindowattentionv2": {"window_size": window, "shift_size": 0, "num_heads": heads}}]}
+    attention = train_step(_model(spec), batch=b, device="cpu").rows[2]
+    positions, table, hidden = b * side * side, (2 * window - 1) ** 2, 512
+    projections, matmuls = positions * 4 * c * c, positions * 2 * window * window * c
+    assert attention.input_grad_macs == projections + 2 * matmuls
+    assert attention.weight_grad_macs == projections + table * (2 * hidden + 2 * hidden * heads)
 
 
 def test_mixed_precision_keeps_low_precision_copies():

@@ -20,7 +20,8 @@ from archcalc.loader import SpecFile
 from archcalc.yamlfile import parse
 
 torch = pytest.importorskip("torch")
-from archcalc.training_check import compare, measure  # noqa: E402
+from archcalc.torchbuild import build_module  # noqa: E402
+from archcalc.training_check import ACTIVATION_CAP, MACS_CAP, compare, measure, sweep_input  # noqa: E402
 from spec_strategies import valid_specs  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -55,9 +56,37 @@ def test_optimizer_bytes_match_torch(optimizer):
         {"conv2d": {"out_channels": 4, "kernel_size": 3}}, {"batchnorm2d": {}}, {"relu": {}},
         {"conv2d": {"out_channels": 4, "kernel_size": 3, "bias": False}, "trainable": False},
         {"flatten": {}}, {"linear": {"out_features": 3}}]})
-    measured = measure(spec, optimizer=optimizer)
+    measured = measure(spec, optimizers=[optimizer])
     ours = train_step(spec, batch=2, optimizer=optimizer, device="cpu").total
-    assert (ours.gradient_bytes, ours.optimizer_bytes) == (measured.grad_bytes, measured.optimizer_bytes)
+    assert (ours.weight_bytes, ours.gradient_bytes, ours.optimizer_bytes) == \
+        (measured.weight_bytes, measured.grad_bytes, measured.optimizer_bytes[optimizer])
+
+
+def test_backward_splits_into_input_and_weight_gradients():
+    """The input-gradient pass runs no weight-gradient op: a linear's backward is one matmul for each
+    (batch x in x out MACs), a first conv's only its weight's; frozen, only the input's."""
+    spec = _model({"name": "split", "input": [3, 8, 8], "layers": [
+        {"conv2d": {"out_channels": 4, "kernel_size": 3, "bias": False}}, {"flatten": {}},
+        {"linear": {"out_features": 5}}, {"linear": {"out_features": 5}, "trainable": False},
+        {"linear": {"out_features": 2}}]})
+    result = compare(spec, batch=3, optimizers=["sgd-momentum"])
+    assert result.agrees, "\n".join(result.differences)
+    conv = 3 * 4 * 6 * 6 * 3 * 3 * 3  # batch x output elements x (in channels x kernel)
+    fc1, fc2, fc3 = 3 * 144 * 5, 3 * 5 * 5, 3 * 5 * 2
+    assert result.quantities["input grad"].torch == 2 * (fc1 + fc2 + fc3)
+    assert result.quantities["weight grad"].torch == 2 * (conv + fc1 + fc3)
+
+
+def test_sweep_input_rule():
+    """--all's input: the model's own under both caps by archcalc's prediction, else the cross-check's 64 x 64,
+    or the smallest side above 64 the spec accepts."""
+    own = sweep_input("resnet18")
+    assert (own.input, own.reason, own.macs) == ((3, 224, 224), "its own", 1_814_073_344)  # archcalc table resnet18
+    giant = sweep_input("vit-h-14")
+    assert giant.input == (3, 64, 64) and giant.macs > MACS_CAP and giant.reason.startswith("reduced: at its own 3x518x518")
+    assert sweep_input("efficientnet-b4").activation_bytes > ACTIVATION_CAP  # 380 x 380, under the MACs cap
+    wide = _model({"name": "wide", "input": [3, 512, 512], "layers": [{"conv2d": {"out_channels": 64, "kernel_size": 70}}]})
+    assert sweep_input(wide).input == (3, 70, 70)  # a 70 x 70 kernel: nothing smaller than 70
 
 
 RANDOM = settings(max_examples=int(os.environ.get("ARCHCALC_TRAIN_EXAMPLES", "15")), deadline=None, derandomize=True,
@@ -93,7 +122,12 @@ def test_cuda_saved_bytes_and_peak(name, precision):
     assert result.agrees, "\n".join(result.differences)
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
-    measure(name, batch=8, input=(3, 64, 64), precision=precision, device="cuda", optimizer="adamw")
+    net = build_module(name, input=(3, 64, 64), init=False, device="cuda")  # one whole-model AdamW step
+    optimizer = torch.optim.AdamW(net.parameters())
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+        loss = net(torch.randn(8, 3, 64, 64, device="cuda")).float().sum()
+    loss.backward()
+    optimizer.step()
     peak = torch.cuda.max_memory_allocated() - before
     estimate = train_step(name, batch=8, input=(3, 64, 64), precision=precision, optimizer="adamw").total.peak_bytes
     assert 0.5 <= estimate / peak <= 2.0, (estimate, peak)
