@@ -361,8 +361,8 @@ def sweep_input(spec: SpecLike) -> SweepInput:
     The parameters, gradients and optimizer state do not depend on the input: a model's own whatever the input."""
     model = load(spec)
     macs, activations = _load_of(model, model.input)
-    over = [f"{macs / 1e9:.1f} GMACs > {MACS_CAP / 1e9:.0f}" if macs > MACS_CAP else "",
-            f"{activations / 1e9:.1f} GB > {ACTIVATION_CAP / 1e9:.0f}" if activations > ACTIVATION_CAP else ""]
+    over = [f"{macs / 1e9:.2f} GMACs > {MACS_CAP / 1e9:.0f}" if macs > MACS_CAP else "",
+            f"{activations / 1e9:.3f} GB > {ACTIVATION_CAP / 1e9:.0f} GB" if activations > ACTIVATION_CAP else ""]
     if not any(over) or len(model.input) != 3:
         return SweepInput(model.input, "its own", macs, activations)
     channels, height, width = model.input

@@ -16,7 +16,8 @@ PERFORMANCE = "performance.md"
 # written by `archcalc report --crosscheck` and `archcalc bench` (they need torch), never stale or orphaned here
 IMPORT = "import-torchvision.md"  # tests/check_import_torchvision.py (needs torch and torchvision)
 IDENTITY = "torchvision-identity.md"  # `archcalc report --torchvision` (needs torchvision)
-WRITTEN_ELSEWHERE = (CROSSCHECK, PERFORMANCE, IMPORT, IDENTITY, *(plot_name(Path(PERFORMANCE).stem, kind) for kind in PLOT_KINDS))
+TRAINING_CHECK = "training-check.md"  # `python -m archcalc.training_check --all --batch 1 8` (needs torch)
+WRITTEN_ELSEWHERE = (CROSSCHECK, PERFORMANCE, IMPORT, IDENTITY, TRAINING_CHECK, *(plot_name(Path(PERFORMANCE).stem, kind) for kind in PLOT_KINDS))
 
 # (file, what it shows, its module: `render() -> str`, and `charts() -> {path: png}` where it draws any);
 # the per-model pages come after these
@@ -42,6 +43,9 @@ IDENTITY_LINE = (IDENTITY, "Every built-in that names a torchvision builder, wit
                  "torchvision's output (`archcalc report --torchvision`; needs torchvision)")
 IMPORT_LINE = (IMPORT, "torchvision's models imported with `archcalc import`: the built-ins' totals and "
                "torchvision's output (`python tests/check_import_torchvision.py`)")
+TRAINING_CHECK_LINE = (TRAINING_CHECK, "One training step of every built-in in torch against `archcalc train`: backward "
+                       "MACs per layer, saved activations, gradients and optimizer state "
+                       "(`python -m archcalc.training_check --all --batch 1 8`; needs torch)")
 PERFORMANCE_LINE = (PERFORMANCE, "archcalc timed against fvcore, FlopCounterMode and a forward pass "
                     "(`archcalc bench`; needs torch)")
 
@@ -58,7 +62,7 @@ def generate(models: Sequence[str] | None = None, progress: Callable[[str], None
     names = list(models) if models is not None else list_models()
     results = [analyze(name) for name in names]
     files: dict[str, bytes] = {}
-    files["README.md"] = index.render(results, [(f, what) for f, what, _ in REPORTS] + [CROSSCHECK_LINE, IDENTITY_LINE, IMPORT_LINE, PERFORMANCE_LINE]).encode()
+    files["README.md"] = index.render(results, [(f, what) for f, what, _ in REPORTS] + [CROSSCHECK_LINE, IDENTITY_LINE, IMPORT_LINE, TRAINING_CHECK_LINE, PERFORMANCE_LINE]).encode()
     for name, _, module in REPORTS:
         _add(files, name, module.render().encode())
         for chart, data in (module.charts() if hasattr(module, "charts") else {}).items():
