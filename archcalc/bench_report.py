@@ -84,7 +84,7 @@ def render_markdown(bench: BenchResult, command: str, plots: dict[str, str]) -> 
         f"Median wall-clock time per call. archcalc: {s.analysis_repeat} timed calls per case after a "
         "warm-up, a model's cases timed round-robin, the garbage collector off while timing (as in "
         "`timeit`); *archcalc* is `archcalc.analyze(name, input=, batch=)` "
-        "with the YAML files already parsed and compiled (building the Model from them, then the walk), *walk only* "
+        "with the YAML files already parsed and compiled (a built-in's Model built once and kept, then the walk; the cold-start table below includes the build), *walk only* "
         "is `analysis.run` on a loaded Model, *peak mem* is tracemalloc's peak for one archcalc call. "
         f"torch tools: up to {s.tool_repeat} timed runs per case (fewer once they took "
         f"{s.tool_seconds:g} s; runs per case here: {_runs(bench.cases)}), the three tools round-robin, "
