@@ -44,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 from archcalc.analysis import run
 from archcalc.errors import SpecError
 from archcalc.registry import SpecLike, list_models, load
+from archcalc.reports.writer import write_atomic
 from archcalc.spec import Model
 from archcalc.torchbuild import build_module, is_leaf, layer_modules
 
@@ -575,10 +576,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"({time.perf_counter() - start:.1f} s)", flush=True)
             _release_memory()
         seconds[name], rss[name] = time.perf_counter() - start, _max_rss()
-        if report:  # after each model: a long sweep stopped halfway keeps what it has
-            report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(_report(results, seconds, rss, time.perf_counter() - began, args.threads,
-                                           args.precision))
+        if report:  # after each model (atomically): a long sweep stopped halfway keeps what it has
+            write_atomic(report, _report(results, seconds, rss, time.perf_counter() - began, args.threads,
+                                         args.precision).encode())
     if report:
         print(f"wrote {report}")
     return 0 if all(isinstance(c.result, Refused) or isinstance(c.result, Comparison) and c.result.agrees
